@@ -1,0 +1,102 @@
+// Reverse-mode differentiation. backward(root) walks the graph from root's node in reverse
+// topological order, calling each node's backward with the summed gradients of its outputs,
+// and accumulates (+=) into the .grad of leaf tensors that require grad. Intermediate
+// gradients are disposed as soon as the walk ends; leaf gradients are kept. Without
+// retainGraph the walked nodes release their saved tensors.
+import type { Tensor } from '../tensor.js';
+import { shapeStr } from '../tensor.js';
+import { keep, tidy } from '../memory.js';
+import { noGrad } from './grad_mode.js';
+import type { Node } from './node.js';
+import { onesLike } from '../ops/creation.js';
+
+export interface BackwardOptions { retainGraph?: boolean }
+
+function accumulateLeaf(leaf: Tensor, g: Tensor): void {
+  if (leaf.isDisposed) return;
+  if (g.shape.length !== leaf.shape.length || g.shape.some((s, i) => s !== leaf.shape[i])) {
+    throw new Error(`backward: gradient ${shapeStr(g.shape)} does not match leaf ${shapeStr(leaf.shape)}`);
+  }
+  if (leaf.grad && !leaf.grad.isDisposed) {
+    leaf.grad.add_(g);
+  } else {
+    leaf.grad = keep(g.to(leaf.dtype).clone());
+  }
+}
+
+export function backward(root: Tensor, grad?: Tensor | null, opts: BackwardOptions = {}): void {
+  root.assertAlive('backward');
+  if (!root.requiresGrad) {
+    throw new Error('backward: tensor does not require grad (no input of its graph has requiresGrad)');
+  }
+  if (!grad && root.size !== 1) {
+    throw new Error(`backward: grad can be implicit only for a one-element output, got ${shapeStr(root.shape)}`);
+  }
+  if (grad && (grad.shape.length !== root.shape.length || grad.shape.some((s, i) => s !== root.shape[i]))) {
+    throw new Error(`backward: grad ${shapeStr(grad.shape)} must match the output ${shapeStr(root.shape)}`);
+  }
+  noGrad(() => tidy(() => {
+    const g0 = grad ?? onesLike(root);
+    if (!root.gradFn) { accumulateLeaf(root, g0); return; }
+
+    // Count, for every node reachable from root, how many child edges feed it.
+    const deps = new Map<Node, number>();
+    const stack: Node[] = [root.gradFn];
+    deps.set(root.gradFn, 0);
+    const visited = new Set<Node>([root.gradFn]);
+    while (stack.length) {
+      const n = stack.pop()!;
+      for (const e of n.edges) {
+        if (e && 'node' in e) {
+          deps.set(e.node, (deps.get(e.node) ?? 0) + 1);
+          if (!visited.has(e.node)) { visited.add(e.node); stack.push(e.node); }
+        }
+      }
+    }
+
+    const pending = new Map<Node, (Tensor | null)[]>();
+    const addGrad = (n: Node, idx: number, g: Tensor) => {
+      let arr = pending.get(n);
+      if (!arr) { arr = new Array(n.numOutputs).fill(null); pending.set(n, arr); }
+      arr[idx] = arr[idx] ? arr[idx]!.add(g) : g;
+    };
+    addGrad(root.gradFn, root.outputIndex, g0);
+
+    const ready: Node[] = [root.gradFn];
+    const walked: Node[] = [];
+    while (ready.length) {
+      const n = ready.pop()!;
+      const grads = pending.get(n) ?? new Array(n.numOutputs).fill(null);
+      pending.delete(n);
+      const inGrads = n.run(grads);
+      n.edges.forEach((e, i) => {
+        const g = inGrads[i];
+        if (!e) return;
+        if (g) {
+          if ('leaf' in e) accumulateLeaf(e.leaf, g);
+          else addGrad(e.node, e.outputIndex, g);
+        }
+        if ('node' in e) {
+          const left = deps.get(e.node)! - 1;
+          deps.set(e.node, left);
+          if (left === 0) ready.push(e.node);
+        }
+      });
+      walked.push(n);
+    }
+    // Release only after the walk: releasing a node unreferences its parents, which could
+    // otherwise free a parent before its turn.
+    if (!opts.retainGraph) for (const n of walked) n.release();
+  }));
+}
+
+declare module '../tensor.js' {
+  interface Tensor {
+    /** Backpropagates from this tensor; grad defaults to 1 for a one-element tensor. */
+    backward(grad?: Tensor | null, opts?: BackwardOptions): void;
+  }
+}
+import { Tensor as TensorClass } from '../tensor.js';
+TensorClass.prototype.backward = function (grad?: Tensor | null, opts?: BackwardOptions) {
+  backward(this, grad, opts);
+};
