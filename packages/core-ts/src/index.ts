@@ -46,3 +46,4 @@ export function cudaStatus() { return native.cudaStatus(); }
 export { Module } from './nn/module.js';
 export { Linear, Embedding, RMSNorm, type LayerOptions } from './nn/layers.js';
 export { SGD, AdamW } from './optim/optimizers.js';
+export * from './safetensors/index.js';

@@ -87,3 +87,13 @@ describe('the native layer cannot be driven out of bounds from JavaScript', () =
     expect(() => native.storageAlloc(-1, -5)).toThrow(/nbytes must be >= 0/);
   });
 });
+
+describe('in-place updates', () => {
+  it('refuse to modify a tensor that requires grad while recording', () => {
+    const w = F.ones([3], { requiresGrad: true });
+    expect(() => w.add_(1)).toThrow(/add_: in-place update of a tensor that requires grad/);
+    expect(() => w.copy_(F.zeros([3]))).toThrow(/copy_: in-place/);
+    F.noGrad(() => w.add_(1));
+    expect(w.toArray()).toEqual([2, 2, 2]);
+  });
+});

@@ -6,7 +6,7 @@ import native from '@fovea/native';
 import { type DType, isFloat, promoteTypes } from '../dtype.js';
 import { Tensor } from '../tensor.js';
 import { record } from '../autograd/record.js';
-import { noGrad } from '../autograd/grad_mode.js';
+import { isGradEnabled, noGrad } from '../autograd/grad_mode.js';
 import { BINARY, UNARY } from '../native/opcodes.js';
 import { fromHost } from './creation.js';
 import { broadcastShapes, checkFloat, checkSameDevice, checkTensor, expandedArg, sumToShape } from './helpers.js';
@@ -210,8 +210,17 @@ Tensor.prototype.pow = function (b: Operand) { return typeof b === 'number' ? po
 Tensor.prototype.clamp = function (min?: number | null, max?: number | null) { return clamp(this, min, max); };
 Tensor.prototype.cast = function (dtype: DType) { return this.to(dtype); };
 
+/** In-place writes would silently corrupt a recorded graph: allowed only without grad
+ * recording (optimizers and gradient accumulation run under noGrad). */
+export function checkInPlace(t: Tensor, op: string): void {
+  t.assertAlive(op);
+  if (isGradEnabled() && t.requiresGrad) {
+    throw new Error(`${op}: in-place update of a tensor that requires grad; wrap it in noGrad(() => ...)`);
+  }
+}
+
 Tensor.prototype.add_ = function (b: Operand, alpha = 1): Tensor {
-  this.assertAlive('add_');
+  checkInPlace(this, 'add_');
   const y = typeof b === 'number' ? scalarFor(b * alpha, this) : checkTensor(b, 'add_', 'b');
   const yy = alpha !== 1 && typeof b !== 'number' ? noGrad(() => y.mul(alpha)) : y;
   const yc = yy.dtype === this.dtype ? yy : noGrad(() => yy.to(this.dtype));
@@ -221,7 +230,7 @@ Tensor.prototype.add_ = function (b: Operand, alpha = 1): Tensor {
   return this;
 };
 Tensor.prototype.mul_ = function (b: Operand): Tensor {
-  this.assertAlive('mul_');
+  checkInPlace(this, 'mul_');
   const y = typeof b === 'number' ? scalarFor(b, this) : checkTensor(b, 'mul_', 'b');
   const yc = y.dtype === this.dtype ? y : noGrad(() => y.to(this.dtype));
   checkSameDevice('mul_', this, yc);
@@ -230,6 +239,7 @@ Tensor.prototype.mul_ = function (b: Operand): Tensor {
   return this;
 };
 Tensor.prototype.fill_ = function (v: number): Tensor {
+  checkInPlace(this, 'fill_');
   native.fill(this.arg('fill_'), v);
   return this;
 };

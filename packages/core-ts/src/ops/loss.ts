@@ -29,8 +29,10 @@ export function crossEntropy(logitsIn: Tensor, targetsIn: Tensor, opts: CrossEnt
   const N = targets.size;
   const l2 = noGrad(() => { const c = logits.contiguous(); const r = c.reshape([N, V]); c.dispose(); return r; });
   const t1 = noGrad(() => { const c = targets.contiguous(); const r = c.reshape([N]); c.dispose(); return r; });
-  const losses = Tensor.empty([N], 'f32', logits.ordinal);
-  const lse = Tensor.empty([N], 'f32', logits.ordinal);
+  // Per-row losses and lse in f32 (f64 for f64 logits, so gradcheck sees full precision).
+  const acc = logits.dtype === 'f64' ? 'f64' : 'f32';
+  const losses = Tensor.empty([N], acc, logits.ordinal);
+  const lse = Tensor.empty([N], acc, logits.ordinal);
   try {
     native.crossEntropy(l2.arg('crossEntropy'), t1.arg('crossEntropy'), ignoreIndex, losses.arg('crossEntropy'), lse.arg('crossEntropy'));
   } catch (e) {
@@ -51,15 +53,15 @@ export function crossEntropy(logitsIn: Tensor, targetsIn: Tensor, opts: CrossEnt
       r = reduction === 'mean' ? s.mul(1 / counted) : s.mul(1);
       s.dispose();
     }
-    if (logits.dtype !== 'f32') { const c = r.to(logits.dtype); r.dispose(); r = c; }
+    if (logits.dtype !== acc) { const c = r.to(logits.dtype); r.dispose(); r = c; }
     return r;
   });
   record('crossEntropy', [logits], [out], ([g], [sl, st, sLse]) => {
     let dl: Tensor;
-    if (reduction === 'none') dl = g!.to('f32').contiguous().reshape([N]);
+    if (reduction === 'none') dl = g!.to(acc).contiguous().reshape([N]);
     else {
       const scale = reduction === 'mean' ? 1 / counted : 1;
-      const gs = g!.to('f32').mul(scale);
+      const gs = g!.to(acc).mul(scale);
       dl = gs.expand([N]).contiguous();
       gs.dispose();
     }

@@ -9,6 +9,7 @@ import { record } from '../autograd/record.js';
 import { noGrad } from '../autograd/grad_mode.js';
 import { zeros } from './creation.js';
 import { normDim, sumToShape, expandedArg } from './helpers.js';
+import { checkInPlace } from './elementwise.js';
 
 declare module '../tensor.js' {
   interface Tensor {
@@ -252,6 +253,7 @@ Tensor.prototype.detach = function (): Tensor {
 
 Tensor.prototype.copy_ = function (src: Tensor): Tensor {
   if (!(src instanceof Tensor)) throw new Error('copy_: src must be a Tensor');
+  checkInPlace(this, 'copy_');
   if (src.ordinal !== this.ordinal) {
     const moved = noGrad(() => src.to(this.device));
     this.copy_(moved);

@@ -43,12 +43,13 @@ function softmaxImpl(a: Tensor, dim: number, log: boolean): Tensor {
     return y;
   });
   record(op, [x], [out], ([g], [y]) => {
-    const yl = onLastDim(y, d, (c) => c.clone());
-    const gl = onLastDim(g!, d, (c) => c.clone());
+    // y and g with `dim` last; dy moves back the same way.
+    const last = y.ndim - 1;
+    const moveLast = (t: Tensor) => (d === last ? t.contiguous() : t.transpose(d, last).contiguous());
+    const yl = moveLast(y), gl = moveLast(g!.to(y.dtype));
     const dx = Tensor.empty(yl.shape, yl.dtype, yl.ordinal);
     native.softmaxBackward(yl.arg(op), gl.arg(op), dx.arg(op), log ? 1 : 0);
-    const r = onLastDim(dx, d, (c) => c.clone());
-    for (const z of [yl, gl, dx]) z.dispose();
+    const r = d === last ? dx : dx.transpose(d, last);
     return [r];
   }, [out]);
   return out;
