@@ -1,6 +1,7 @@
 // Host storage is 64-byte aligned (full cache lines for SIMD loads); CUDA storage goes
 // through the sidecar's caching allocator.
 #include "core/storage.h"
+#include <sys/mman.h>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -10,6 +11,10 @@
 
 namespace fovea {
 namespace {
+// Large host blocks come straight from mmap: the kernel hands out zeroed pages lazily, so a
+// fresh tensor costs page faults on first touch (as PyTorch's malloc does) instead of a
+// memset pass over the whole block. Small blocks use aligned_alloc + memset.
+constexpr size_t kMmapThreshold = size_t(1) << 20;
 std::mutex g_m;
 std::map<int, DeviceMemoryStats> g_stats;
 void account(int device, int64_t bytes, int64_t count) {
@@ -27,9 +32,14 @@ Storage* storage_alloc(int device, size_t nbytes) {
   size_t padded = (nbytes + 63) / 64 * 64;
   if (padded == 0) padded = 64;
   if (device < 0) {
-    s->data = std::aligned_alloc(64, padded);
+    if (padded >= kMmapThreshold) {
+      void* p = mmap(nullptr, padded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      s->data = p == MAP_FAILED ? nullptr : p;
+    } else {
+      s->data = std::aligned_alloc(64, padded);
+      if (s->data) std::memset(s->data, 0, padded);
+    }
     if (!s->data) { delete s; fail("out of host memory allocating ", nbytes, " bytes"); }
-    std::memset(s->data, 0, padded);
   } else {
     const FoveaCudaApi* api;
     try { api = cuda_api(); } catch (...) { delete s; throw; }
@@ -45,7 +55,12 @@ Storage* storage_alloc(int device, size_t nbytes) {
 
 void storage_release(Storage* s) {
   if (!s || s->freed) return;
-  if (s->device < 0) std::free(s->data);
+  size_t padded = (s->nbytes + 63) / 64 * 64;
+  if (padded == 0) padded = 64;
+  if (s->device < 0) {
+    if (padded >= kMmapThreshold) munmap(s->data, padded);
+    else std::free(s->data);
+  }
   else if (const FoveaCudaApi* api = cuda_api()) api->free(s->device, s->data);
   account(s->device, -int64_t(s->nbytes), -1);
   s->data = nullptr;

@@ -9,6 +9,7 @@
 #include <type_traits>
 #include "core/error.h"
 #include "core/strided.h"
+#include "ops/elementwise/elementwise_simd.h"
 
 namespace fovea {
 namespace {
@@ -160,10 +161,20 @@ void binary_typed(BinaryOp op, const TensorView& a, const TensorView& b, const T
 }  // namespace
 
 void unary_cpu(UnaryOp op, const TensorView& x, const TensorView& out, double alpha, double beta) {
+  if (x.dtype == DType::F32 && x.contiguous() && out.contiguous() &&
+      unary_f32_simd(op, x.ptr<float>(), out.ptr<float>(), x.numel(), float(alpha), float(beta)))
+    return;
   dispatch_all(x.dtype, [&](auto t) { unary_typed<decltype(t)>(op, x, out, alpha, beta); });
 }
 
 void binary_cpu(BinaryOp op, const TensorView& a, const TensorView& b, const TensorView& out) {
+  if (a.dtype == DType::F32 && out.dtype == DType::F32 && a.contiguous() && out.contiguous()) {
+    bool b_scalar = true;
+    for (int d = 0; d < b.ndim; ++d) b_scalar = b_scalar && (b.strides[d] == 0 || b.shape[d] == 1);
+    if ((b_scalar || b.contiguous()) &&
+        binary_f32_simd(op, a.ptr<float>(), b.ptr<float>(), b_scalar, out.ptr<float>(), out.numel()))
+      return;
+  }
   dispatch_all(a.dtype, [&](auto t) { binary_typed<decltype(t)>(op, a, b, out); });
 }
 
