@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export FOVEA_NUM_THREADS="${FOVEA_NUM_THREADS:-$(nproc)}"
 export OMP_NUM_THREADS="$FOVEA_NUM_THREADS"
+# Debian's PyTorch calls a pthread OpenBLAS whose own thread count torch.set_num_threads
+# does not control: pin it too, so both sides use the same number of threads.
+export OPENBLAS_NUM_THREADS="$FOVEA_NUM_THREADS"
 mkdir -p benchmarks/out
 out=benchmarks/out/side-by-side.jsonl
 : > "$out"
