@@ -16,13 +16,14 @@ export interface CudaStatus {
   devices: { name: string; totalBytes: number; computeCapability: string; smCount: number }[];
 }
 export interface NativeAddon {
-  storageAlloc(device: number, nbytes: number): StorageHandle;
+  storageAlloc(device: number, nbytes: number, zero?: boolean): StorageHandle;
   storageFree(s: StorageHandle): void;
   storageWrite(s: StorageHandle, byteOffset: number, data: ArrayBufferView): void;
   storageRead(s: StorageHandle, byteOffset: number, nbytes: number): ArrayBuffer;
   storageCopy(dst: StorageHandle, dstOff: number, src: StorageHandle, srcOff: number, nbytes: number): void;
   storageInfo(s: StorageHandle): { nbytes: number; device: number; freed: boolean };
-  memoryStats(device: number): { liveBytes: number; liveStorages: number };
+  memoryStats(device: number): { liveBytes: number; liveStorages: number; cachedBytes?: number };
+  emptyCache(device: number): void;
   numThreads(): number;
   setNumThreads(n: number): void;
   isa(): string;

@@ -13,7 +13,7 @@ export { Tensor, shapeStr, numelOf } from './tensor.js';
 export type { NestedArray, HostArray } from './tensor.js';
 export { type DType, DTYPES, isFloat, promoteTypes } from './dtype.js';
 export { type Device, parseDevice } from './device.js';
-export { tidy, keep, memoryStats, type DeviceMemory } from './memory.js';
+export { tidy, keep, memoryStats, emptyCache, type DeviceMemory } from './memory.js';
 export { noGrad, enableGrad, isGradEnabled } from './autograd/grad_mode.js';
 export { backward, type BackwardOptions } from './autograd/backward.js';
 export { gradcheck, type GradcheckOptions, type GradcheckResult } from './autograd/gradcheck.js';

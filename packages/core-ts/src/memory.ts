@@ -62,7 +62,13 @@ export function tidy<T>(fn: () => T): T {
   return result;
 }
 
-export interface DeviceMemory { liveBytes: number; liveStorages: number; liveTensors: number }
+export interface DeviceMemory {
+  liveBytes: number;
+  liveStorages: number;
+  liveTensors: number;
+  /** Freed blocks the device's caching allocator keeps for reuse (not live). */
+  cachedBytes: number;
+}
 
 /** Live bytes and storages (native) and live tensors (JS) per device name. */
 export function memoryStats(): Record<string, DeviceMemory> {
@@ -70,7 +76,12 @@ export function memoryStats(): Record<string, DeviceMemory> {
   const ordinals = new Set<number>([-1, ...liveTensors.keys()]);
   for (const o of ordinals) {
     const s = native.memoryStats(o);
-    out[o < 0 ? 'cpu' : `cuda:${o}`] = { ...s, liveTensors: liveTensors.get(o) ?? 0 };
+    out[o < 0 ? 'cpu' : `cuda:${o}`] = { ...s, cachedBytes: s.cachedBytes ?? 0, liveTensors: liveTensors.get(o) ?? 0 };
   }
   return out;
+}
+
+/** Returns the cached blocks of a device ('cpu' by default) to the OS or driver. */
+export function emptyCache(device = 'cpu'): void {
+  native.emptyCache(device === 'cpu' ? -1 : Number(device.split(':')[1] ?? 0));
 }

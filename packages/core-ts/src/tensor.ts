@@ -69,7 +69,7 @@ export class Tensor {
     finalizer.register(this, { ordinal: storage.ordinal, storage }, this.token);
   }
 
-  /** Allocates an uninitialized (zero-filled on the host) contiguous tensor. */
+  /** Allocates a contiguous tensor whose contents are unspecified (ops fill their outputs). */
   static empty(shape: readonly number[], dtype: DType, ordinal: number): Tensor {
     for (const s of shape) {
       if (!Number.isInteger(s) || s < 0) throw new Error(`empty: invalid shape ${shapeStr(shape)}`);

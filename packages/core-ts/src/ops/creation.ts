@@ -129,7 +129,7 @@ export function full(shape: number[], value: number, opts: CreateOptions = {}): 
   const s = checkShapeArg('full', shape);
   const dtype = opts.dtype ? checkDType(opts.dtype, 'full') : DEFAULT_FLOAT;
   const t = Tensor.empty(s, dtype, parseDevice(opts.device, 'full').ordinal);
-  if (value !== 0 || t.ordinal >= 0) native.fill(t.arg('full'), value);
+  native.fill(t.arg('full'), value);
   if (opts.requiresGrad) t.requiresGrad = true;
   return t;
 }

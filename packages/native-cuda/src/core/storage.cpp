@@ -1,20 +1,17 @@
-// Host storage is 64-byte aligned (full cache lines for SIMD loads); CUDA storage goes
-// through the sidecar's caching allocator.
+// Host storage is 64-byte aligned (full cache lines for SIMD loads) and comes from the host
+// block cache (core/host_allocator.h); CUDA storage goes through the sidecar's caching
+// allocator. Contents are unspecified unless the caller asks for zeros.
 #include "core/storage.h"
-#include <sys/mman.h>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
 #include "core/cuda_api.h"
 #include "core/error.h"
+#include "core/host_allocator.h"
 
 namespace fovea {
 namespace {
-// Large host blocks come straight from mmap: the kernel hands out zeroed pages lazily, so a
-// fresh tensor costs page faults on first touch (as PyTorch's malloc does) instead of a
-// memset pass over the whole block. Small blocks use aligned_alloc + memset.
-constexpr size_t kMmapThreshold = size_t(1) << 20;
 std::mutex g_m;
 std::map<int, DeviceMemoryStats> g_stats;
 void account(int device, int64_t bytes, int64_t count) {
@@ -25,25 +22,23 @@ void account(int device, int64_t bytes, int64_t count) {
 }
 }  // namespace
 
-Storage* storage_alloc(int device, size_t nbytes) {
+Storage* storage_alloc(int device, size_t nbytes, bool zero) {
   auto* s = new Storage();
   s->device = device;
   s->nbytes = nbytes;
   size_t padded = (nbytes + 63) / 64 * 64;
   if (padded == 0) padded = 64;
   if (device < 0) {
-    if (padded >= kMmapThreshold) {
-      void* p = mmap(nullptr, padded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      s->data = p == MAP_FAILED ? nullptr : p;
-    } else {
-      s->data = std::aligned_alloc(64, padded);
-      if (s->data) std::memset(s->data, 0, padded);
-    }
+    s->data = host_alloc(padded, zero);
     if (!s->data) { delete s; fail("out of host memory allocating ", nbytes, " bytes"); }
   } else {
     const FoveaCudaApi* api;
     try { api = cuda_api(); } catch (...) { delete s; throw; }
     s->data = api->malloc(device, padded);
+    if (s->data && zero) {
+      TensorView v = make_view(s->data, DType::Bool, {int64_t(padded)});
+      if (api->fill(&v, 0.0)) { api->free(device, s->data); s->data = nullptr; }
+    }
     if (!s->data) {
       delete s;
       fail("cuda:", device, ": allocating ", nbytes, " bytes failed: ", api->last_error());
@@ -57,10 +52,7 @@ void storage_release(Storage* s) {
   if (!s || s->freed) return;
   size_t padded = (s->nbytes + 63) / 64 * 64;
   if (padded == 0) padded = 64;
-  if (s->device < 0) {
-    if (padded >= kMmapThreshold) munmap(s->data, padded);
-    else std::free(s->data);
-  }
+  if (s->device < 0) host_free(s->data, padded);
   else if (const FoveaCudaApi* api = cuda_api()) api->free(s->device, s->data);
   account(s->device, -int64_t(s->nbytes), -1);
   s->data = nullptr;

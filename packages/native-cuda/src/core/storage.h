@@ -14,7 +14,8 @@ struct Storage {
   bool freed = false;
 };
 
-Storage* storage_alloc(int device, size_t nbytes);  // zero-filled on the host
+// Contents are unspecified unless zero is set.
+Storage* storage_alloc(int device, size_t nbytes, bool zero = false);
 void storage_release(Storage* s);                   // frees the memory; keeps the struct
 void storage_delete(Storage* s);                    // release + delete the struct
 

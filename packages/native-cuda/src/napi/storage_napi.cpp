@@ -4,6 +4,7 @@
 #include <cstring>
 #include "core/cuda_api.h"
 #include "core/error.h"
+#include "core/host_allocator.h"
 #include "napi/binding.h"
 
 namespace fovea::napi {
@@ -19,7 +20,8 @@ Napi::Value storage_alloc_js(const Napi::CallbackInfo& info) {
   int64_t nbytes = get_int(info, 1, "storageAlloc", "nbytes");
   if (nbytes < 0) fail("storageAlloc: nbytes must be >= 0, got ", nbytes);
   if (device < -1) fail("storageAlloc: bad device ", device);
-  Storage* s = storage_alloc(int(device), size_t(nbytes));
+  bool zero = info.Length() > 2 && info[2].ToBoolean();
+  Storage* s = storage_alloc(int(device), size_t(nbytes), zero);
   Napi::MemoryManagement::AdjustExternalMemory(info.Env(), nbytes);
   return Napi::External<Storage>::New(info.Env(), s, finalize_storage);
 }
@@ -110,7 +112,21 @@ Napi::Value memory_stats_js(const Napi::CallbackInfo& info) {
   auto o = Napi::Object::New(info.Env());
   o.Set("liveBytes", double(st.live_bytes));
   o.Set("liveStorages", double(st.live_storages));
+  if (device < 0) o.Set("cachedBytes", double(host_cached_bytes()));
+  else {
+    size_t allocated = 0, reserved = 0;
+    if (cuda_api()->memory_stats(int(device), &allocated, &reserved) == 0)
+      o.Set("cachedBytes", double(reserved) - double(allocated));
+  }
   return o;
+}
+
+// emptyCache(device): gives cached blocks of that device back to the OS / driver.
+Napi::Value empty_cache_js(const Napi::CallbackInfo& info) {
+  int64_t device = get_int(info, 0, "emptyCache", "device");
+  if (device < 0) host_empty_cache();
+  else if (cuda_api()->empty_cache(int(device))) fail("emptyCache: ", cuda_api()->last_error());
+  return info.Env().Undefined();
 }
 
 }  // namespace
@@ -122,5 +138,6 @@ FOVEA_BIND("storageRead", storage_read_js);
 FOVEA_BIND("storageCopy", storage_copy_js);
 FOVEA_BIND("storageInfo", storage_info_js);
 FOVEA_BIND("memoryStats", memory_stats_js);
+FOVEA_BIND("emptyCache", empty_cache_js);
 
 }  // namespace fovea::napi
