@@ -12,11 +12,13 @@
 #include <cstdint>
 #include "core/tensor_view.h"
 
-#define FOVEA_CUDA_ABI_VERSION 1
+#define FOVEA_CUDA_ABI_VERSION 2
 
 namespace fovea {
 
-struct GemmParams;  // ops/matmul/matmul.h
+struct GemmParams;       // ops/matmul/matmul.h
+struct FlashAttnParams;  // ops/flash_attn/flash_attn.h
+struct GrpoLossParams;   // ops/grpo_loss/grpo_loss.h
 
 struct FoveaCudaApi {
   int abi_version;
@@ -46,6 +48,11 @@ struct FoveaCudaApi {
   int (*reduce_last)(int op, const TensorView* x, const TensorView* out, const TensorView* idx);
   int (*softmax_last)(int log, const TensorView* x, const TensorView* out);
   int (*gemm)(const GemmParams* p);  // through cuBLAS(Lt), loaded at run time
+  // ABI 2: flash attention (src/ops/flash_attn/flash_attn.cu) and the fused GRPO loss
+  // (src/ops/grpo_loss/grpo_loss.cu).
+  int (*flash_attn_fwd)(const FlashAttnParams* p);
+  int (*flash_attn_bwd)(const FlashAttnParams* p);
+  int (*grpo_loss)(const GrpoLossParams* p);
 };
 
 using FoveaCudaApiFn = const FoveaCudaApi* (*)();

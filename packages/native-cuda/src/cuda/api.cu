@@ -74,6 +74,15 @@ FoveaCudaApi make_table() {
     return guarded("softmax_last", [&] { return softmax_last(log, x, o); });
   };
   t.gemm = [](const GemmParams* p) { return guarded("gemm", [&] { return gemm(p); }); };
+  t.flash_attn_fwd = [](const FlashAttnParams* p) {
+    return guarded("flash_attn_fwd", [&] { return flash_attn_fwd(p); });
+  };
+  t.flash_attn_bwd = [](const FlashAttnParams* p) {
+    return guarded("flash_attn_bwd", [&] { return flash_attn_bwd(p); });
+  };
+  t.grpo_loss = [](const GrpoLossParams* p) {
+    return guarded("grpo_loss", [&] { return grpo_loss(p); });
+  };
   return t;
 }
 

@@ -38,4 +38,11 @@ int softmax_last(int log, const TensorView* x, const TensorView* out);
 // gemm.cu (cuBLAS through cublas_dyn.cu)
 int gemm(const GemmParams* p);
 
+// ops/flash_attn/flash_attn.cu
+int flash_attn_fwd(const FlashAttnParams* p);
+int flash_attn_bwd(const FlashAttnParams* p);
+
+// ops/grpo_loss/grpo_loss.cu
+int grpo_loss(const GrpoLossParams* p);
+
 }  // namespace fovea::cuda
