@@ -35,6 +35,8 @@ export { rotary } from './ops/rotary.js';
 export { embedding, indexSelect, gather, scatterAdd } from './ops/indexing.js';
 export { cat, stack, split } from './ops/join.js';
 export { crossEntropy, type CrossEntropyOptions } from './ops/loss.js';
+export { grpoLoss, tokenLogprobs, type GrpoConfig, type GrpoLossArgs, type GrpoStats, type GrpoAggregation, type GrpoKl } from './ops/grpoLoss.js';
+export { flashAttention, attention, type FlashAttentionOptions, type AttentionOptions } from './ops/flashAttention.js';
 
 /** Threads used by CPU kernels (FOVEA_NUM_THREADS sets the default). */
 export function numThreads(): number { return native.numThreads(); }

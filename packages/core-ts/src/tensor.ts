@@ -21,6 +21,8 @@ const finalizer = new FinalizationRegistry<{ ordinal: number; storage: Storage }
 });
 
 let nextId = 1;
+/** The id the next tensor will get (ids only grow). */
+export function nextTensorId(): number { return nextId; }
 
 export function contiguousStrides(shape: readonly number[]): number[] {
   const st = new Array<number>(shape.length);

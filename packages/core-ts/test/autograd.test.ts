@@ -14,6 +14,18 @@ describe('autograd mechanics', () => {
     expect(x.grad!.toArray()).toEqual([5, 7, 9]);
   });
 
+  it('leaf gradients never share a buffer, even when a backward hands one tensor to two leaves', () => {
+    const x = tensor([1, 2], { requiresGrad: true }), y = tensor([3, 4], { requiresGrad: true });
+    x.add(y).sum().backward();  // add's backward hands the same tensor to both leaves
+    expect(x.grad!.storage).not.toBe(y.grad!.storage);
+    x.add(y).mul(2).sum().backward();
+    expect(x.grad!.toArray()).toEqual([3, 3]);
+    expect(y.grad!.toArray()).toEqual([3, 3]);
+    const w = tensor([[1, 2], [3, 4]], { requiresGrad: true });
+    w.matmul(tensor([[1], [1]])).sum().backward();
+    expect(w.grad!.toArray()).toEqual([[1, 1], [1, 1]]);
+  });
+
   it('noGrad records nothing; detach cuts the graph', () => {
     const x = tensor([1, 2], { requiresGrad: true });
     const y = noGrad(() => x.mul(3));

@@ -4,7 +4,7 @@
 // gradients are disposed as soon as the walk ends; leaf gradients are kept. Without
 // retainGraph the walked nodes release their saved tensors.
 import type { Tensor } from '../tensor.js';
-import { shapeStr } from '../tensor.js';
+import { nextTensorId, shapeStr } from '../tensor.js';
 import { keep, tidy } from '../memory.js';
 import { noGrad } from './grad_mode.js';
 import type { Node } from './node.js';
@@ -12,13 +12,21 @@ import { onesLike } from '../ops/creation.js';
 
 export interface BackwardOptions { retainGraph?: boolean }
 
-function accumulateLeaf(leaf: Tensor, g: Tensor): void {
+/** Adds g into leaf.grad. A fresh gradient that nothing else can see (created during this
+ * backward, handed out once, contiguous, its storage not shared with any view) becomes the
+ * leaf's .grad as is; anything else is copied first, so two leaves never share a buffer and
+ * later in-place accumulation cannot corrupt another tensor. This keeps a large gradient
+ * (an lm_head's, say) from existing twice. */
+function accumulateLeaf(leaf: Tensor, g: Tensor, adoptable: boolean): void {
   if (leaf.isDisposed) return;
   if (g.shape.length !== leaf.shape.length || g.shape.some((s, i) => s !== leaf.shape[i])) {
     throw new Error(`backward: gradient ${shapeStr(g.shape)} does not match leaf ${shapeStr(leaf.shape)}`);
   }
   if (leaf.grad && !leaf.grad.isDisposed) {
     leaf.grad.add_(g);
+  } else if (adoptable && g.dtype === leaf.dtype && g.ordinal === leaf.ordinal && g.isContiguous() &&
+             g.offset === 0 && g.storage.refCount === 1 && !g.gradFn) {
+    leaf.grad = keep(g);
   } else {
     leaf.grad = keep(g.to(leaf.dtype).clone());
   }
@@ -36,8 +44,11 @@ export function backward(root: Tensor, grad?: Tensor | null, opts: BackwardOptio
     throw new Error(`backward: grad ${shapeStr(grad.shape)} must match the output ${shapeStr(root.shape)}`);
   }
   noGrad(() => tidy(() => {
+    const firstId = nextTensorId();
     const g0 = grad ?? onesLike(root);
-    if (!root.gradFn) { accumulateLeaf(root, g0); return; }
+    if (!root.gradFn) { accumulateLeaf(root, g0, false); return; }
+    // How many times each gradient tensor has been handed along an edge in this walk.
+    const handedOut = new Map<Tensor, number>();
 
     // Count, for every node reachable from root, how many child edges feed it.
     const deps = new Map<Node, number>();
@@ -69,11 +80,12 @@ export function backward(root: Tensor, grad?: Tensor | null, opts: BackwardOptio
       const grads = pending.get(n) ?? new Array(n.numOutputs).fill(null);
       pending.delete(n);
       const inGrads = n.run(grads);
+      for (const g of inGrads) if (g) handedOut.set(g, (handedOut.get(g) ?? 0) + 1);
       n.edges.forEach((e, i) => {
         const g = inGrads[i];
         if (!e) return;
         if (g) {
-          if ('leaf' in e) accumulateLeaf(e.leaf, g);
+          if ('leaf' in e) accumulateLeaf(e.leaf, g, g.id >= firstId && handedOut.get(g) === 1 && !grads.includes(g));
           else addGrad(e.node, e.outputIndex, g);
         }
         if ('node' in e) {
