@@ -12,11 +12,11 @@ import { onesLike } from '../ops/creation.js';
 
 export interface BackwardOptions { retainGraph?: boolean }
 
-/** Adds g into leaf.grad. A fresh gradient that nothing else can see (created during this
- * backward, handed out once, contiguous, its storage not shared with any view) becomes the
- * leaf's .grad as is; anything else is copied first, so two leaves never share a buffer and
- * later in-place accumulation cannot corrupt another tensor. This keeps a large gradient
- * (an lm_head's, say) from existing twice. */
+/** Adds g into leaf.grad. A gradient that nothing else can see once the walk has released
+ * its nodes (created during this backward, handed out once, contiguous, its storage held by
+ * no other tensor) becomes the leaf's .grad as is; anything else is copied first, so two
+ * leaves never share a buffer and later in-place accumulation cannot corrupt another tensor.
+ * This keeps a large gradient (an lm_head's, say) from existing twice. */
 function accumulateLeaf(leaf: Tensor, g: Tensor, adoptable: boolean): void {
   if (leaf.isDisposed) return;
   if (g.shape.length !== leaf.shape.length || g.shape.some((s, i) => s !== leaf.shape[i])) {
@@ -49,6 +49,13 @@ export function backward(root: Tensor, grad?: Tensor | null, opts: BackwardOptio
     if (!root.gradFn) { accumulateLeaf(root, g0, false); return; }
     // How many times each gradient tensor has been handed along an edge in this walk.
     const handedOut = new Map<Tensor, number>();
+    // Leaf gradients are summed here and applied after the walk, once the released nodes no
+    // longer hold views of them (so an op may hand back a view of a saved gradient).
+    const leafGrads = new Map<Tensor, { g: Tensor; adoptable: boolean }>();
+    const addLeafGrad = (leaf: Tensor, g: Tensor, adoptable: boolean) => {
+      const prev = leafGrads.get(leaf);
+      leafGrads.set(leaf, prev ? { g: prev.g.add(g), adoptable: true } : { g, adoptable });
+    };
 
     // Count, for every node reachable from root, how many child edges feed it.
     const deps = new Map<Node, number>();
@@ -85,7 +92,7 @@ export function backward(root: Tensor, grad?: Tensor | null, opts: BackwardOptio
         const g = inGrads[i];
         if (!e) return;
         if (g) {
-          if ('leaf' in e) accumulateLeaf(e.leaf, g, g.id >= firstId && handedOut.get(g) === 1 && !grads.includes(g));
+          if ('leaf' in e) addLeafGrad(e.leaf, g, g.id >= firstId && handedOut.get(g) === 1 && !grads.includes(g));
           else addGrad(e.node, e.outputIndex, g);
         }
         if ('node' in e) {
@@ -99,6 +106,7 @@ export function backward(root: Tensor, grad?: Tensor | null, opts: BackwardOptio
     // Release only after the walk: releasing a node unreferences its parents, which could
     // otherwise free a parent before its turn.
     if (!opts.retainGraph) for (const n of walked) n.release();
+    for (const [leaf, { g, adoptable }] of leafGrads) accumulateLeaf(leaf, g, adoptable);
   }));
 }
 
