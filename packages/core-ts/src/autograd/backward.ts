@@ -52,9 +52,13 @@ export function backward(root: Tensor, grad?: Tensor | null, opts: BackwardOptio
     // Leaf gradients are summed here and applied after the walk, once the released nodes no
     // longer hold views of them (so an op may hand back a view of a saved gradient).
     const leafGrads = new Map<Tensor, { g: Tensor; adoptable: boolean }>();
+    const leafGradValues = new Set<Tensor>();
     const addLeafGrad = (leaf: Tensor, g: Tensor, adoptable: boolean) => {
       const prev = leafGrads.get(leaf);
-      leafGrads.set(leaf, prev ? { g: prev.g.add(g), adoptable: true } : { g, adoptable });
+      const sum = prev ? prev.g.add(g) : g;
+      leafGradValues.add(g);
+      leafGradValues.add(sum);
+      leafGrads.set(leaf, prev ? { g: sum, adoptable: true } : { g, adoptable });
     };
 
     // Count, for every node reachable from root, how many child edges feed it.
@@ -72,11 +76,16 @@ export function backward(root: Tensor, grad?: Tensor | null, opts: BackwardOptio
       }
     }
 
+    // A gradient may be freed once consumed if nothing else can still see it: not the
+    // caller's, handed along at most one edge, and not on its way to a leaf.
+    const disposable = (t: Tensor) => t !== grad && (handedOut.get(t) ?? 0) <= 1 && !leafGradValues.has(t);
     const pending = new Map<Node, (Tensor | null)[]>();
     const addGrad = (n: Node, idx: number, g: Tensor) => {
       let arr = pending.get(n);
       if (!arr) { arr = new Array(n.numOutputs).fill(null); pending.set(n, arr); }
-      arr[idx] = arr[idx] ? arr[idx]!.add(g) : g;
+      const prev = arr[idx];
+      arr[idx] = prev ? prev.add(g) : g;
+      if (prev) for (const t of [prev, g]) if (disposable(t)) t.dispose();
     };
     addGrad(root.gradFn, root.outputIndex, g0);
 
@@ -88,6 +97,12 @@ export function backward(root: Tensor, grad?: Tensor | null, opts: BackwardOptio
       pending.delete(n);
       const inGrads = n.run(grads);
       for (const g of inGrads) if (g) handedOut.set(g, (handedOut.get(g) ?? 0) + 1);
+      // Free as we go: the node's saved tensors, and the gradients it consumed unless they
+      // live on (passed through as an input gradient, owned by the caller, or bound for a
+      // leaf). Storage is reference counted, so a gradient returned as a view of one of them
+      // stays valid. Without this every intermediate gradient of the walk is alive at once.
+      if (!opts.retainGraph) n.dropSaved(inGrads);
+      for (const g of grads) if (g && !inGrads.includes(g) && disposable(g)) g.dispose();
       n.edges.forEach((e, i) => {
         const g = inGrads[i];
         if (!e) return;

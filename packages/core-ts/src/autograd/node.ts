@@ -5,6 +5,11 @@
 // at zero, or after backward() without retainGraph, the saved tensors are released.
 import type { Tensor } from '../tensor.js';
 
+let nodesCreated = 0;
+/** How many nodes have been created so far: a node whose seq is below a value read earlier
+ * existed before that point (checkpoint uses this to tell its recomputed graph apart). */
+export function nodeCount(): number { return nodesCreated; }
+
 export type Edge = { node: Node; outputIndex: number } | { leaf: Tensor } | null;
 
 /** grads[i] is the gradient of output i (null if it got none). Returns one gradient per
@@ -13,6 +18,8 @@ export type BackwardFn = (grads: (Tensor | null)[], saved: Tensor[]) => (Tensor 
 
 export class Node {
   readonly name: string;
+  /** Creation order, 0, 1, 2, ... (see nodeCount). */
+  readonly seq = nodesCreated++;
   readonly edges: Edge[];
   readonly numOutputs: number;
   readonly outputMeta: { shape: number[]; dtype: string; device: string }[];
@@ -20,6 +27,7 @@ export class Node {
   private fn: BackwardFn | null;
   private refs = 0;
   private freed = false;
+  private savedDropped = false;
 
   constructor(name: string, edges: Edge[], outputs: Tensor[], saved: Tensor[], fn: BackwardFn) {
     this.name = name;
@@ -41,12 +49,23 @@ export class Node {
   }
 
   run(grads: (Tensor | null)[]): (Tensor | null)[] {
-    if (this.freed || !this.fn) {
+    if (this.freed || !this.fn || this.savedDropped) {
       throw new Error(
         `backward: the graph through ${this.name} was already freed. Call backward({ retainGraph: true }) ` +
         'the first time to backpropagate through it twice.');
     }
     return this.fn(grads, this.saved);
+  }
+
+  /** Frees the saved tensors but keeps the links to parents (backward() calls this right after
+   * the node has run, so its memory is reusable during the rest of the walk; release() follows
+   * once the walk is over). The node cannot run again. */
+  dropSaved(keepAlive: readonly (Tensor | null)[] = []): void {
+    if (this.savedDropped || this.freed) return;
+    this.savedDropped = true;
+    // A backward may hand back a saved tensor itself as a gradient: that one flows on.
+    for (const s of this.saved) if (!keepAlive.includes(s)) s.dispose();
+    this.saved = [];
   }
 
   /** Frees saved tensors; parents are unreferenced. Safe to call more than once. */

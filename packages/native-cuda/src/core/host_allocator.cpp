@@ -3,6 +3,8 @@
 // oldest-first once the cache exceeds its cap.
 #include "core/host_allocator.h"
 #include <sys/mman.h>
+#include <unistd.h>
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -22,8 +24,13 @@ struct Cache {
   size_t bytes = 0;
   size_t cap = [] {
     const char* e = std::getenv("FOVEA_HOST_CACHE_MB");
-    long mb = e ? std::atol(e) : 2048;
-    return size_t(mb < 0 ? 0 : mb) << 20;
+    if (e) { long mb = std::atol(e); return size_t(mb < 0 ? 0 : mb) << 20; }
+    // Default: a quarter of physical memory, at least 2 GiB and at most 16 GiB. A training
+    // step frees (and the next one reallocates) about its activation footprint; a cache
+    // smaller than that sends the next step through first-touch page faults again.
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    size_t quarter = pages > 0 && page > 0 ? size_t(pages) * size_t(page) / 4 : size_t(2) << 30;
+    return std::min(std::max(quarter, size_t(2) << 30), size_t(16) << 30);
   }();
 };
 Cache& cache() { static Cache c; return c; }

@@ -1,5 +1,5 @@
 // Host memory for CPU storages. Blocks of 1 MiB and more come from mmap and, when freed, are
-// kept in a cache keyed by size (up to FOVEA_HOST_CACHE_MB, default 2048) so a training loop
+// kept in a cache keyed by size (up to FOVEA_HOST_CACHE_MB; default a quarter of RAM, clamped to 2–16 GiB) so a training loop
 // that allocates the same shapes every step reuses them instead of paying page faults again
 // (the CPU counterpart of the CUDA caching allocator). Smaller blocks use aligned_alloc.
 // Contents of a new block are unspecified unless `zero` is set (FOVEA_POISON=1 fills them
