@@ -31,6 +31,12 @@ export interface NativeAddon {
   cudaStatus(): CudaStatus;
   cudaCheckDevice(ordinal: number): void;
   cudaSynchronize(ordinal: number): void;
+  // Paged KV cache (src/napi/paged_attn_napi.cpp; layout in src/ops/paged_attn/NOTES.md).
+  // kCache/vCache [numBlocks, blockSize, Hkv, D]; index tensors i32 on the cache's device.
+  pagedKvWrite(kCache: ViewArg, vCache: ViewArg, k: ViewArg, v: ViewArg, slots: ViewArg): void;
+  pagedKvCopyBlocks(kCache: ViewArg, vCache: ViewArg, src: ViewArg, dst: ViewArg): void;
+  pagedAttention(q: ViewArg, kCache: ViewArg, vCache: ViewArg, blockTables: ViewArg, contextLens: ViewArg,
+    cuSeqlensQ: ViewArg, out: ViewArg, scale: number): void;
   [binding: string]: any;
 }
 declare const addon: NativeAddon;

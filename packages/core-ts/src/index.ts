@@ -18,6 +18,8 @@ export { noGrad, enableGrad, isGradEnabled } from './autograd/grad_mode.js';
 export { backward, type BackwardOptions } from './autograd/backward.js';
 export { gradcheck, type GradcheckOptions, type GradcheckResult } from './autograd/gradcheck.js';
 export { record, needsGrad } from './autograd/record.js';
+export { checkpoint, type CheckpointOptions } from './autograd/checkpoint.js';
+export { PagedKVCache, type PagedKVCacheOptions } from './kvcache/pagedKVCache.js';
 export {
   tensor, zeros, ones, full, zerosLike, onesLike, fullLike, arange, rand, randn, manualSeed, Generator,
   type CreateOptions, type TensorOptions, type RandomOptions,

@@ -12,13 +12,16 @@
 #include <cstdint>
 #include "core/tensor_view.h"
 
-#define FOVEA_CUDA_ABI_VERSION 2
+#define FOVEA_CUDA_ABI_VERSION 3
 
 namespace fovea {
 
 struct GemmParams;       // ops/matmul/matmul.h
 struct FlashAttnParams;  // ops/flash_attn/flash_attn.h
 struct GrpoLossParams;   // ops/grpo_loss/grpo_loss.h
+struct PagedAttnParams;  // ops/paged_attn/paged_attn.h
+struct PagedWriteParams;
+struct PagedCopyParams;
 
 struct FoveaCudaApi {
   int abi_version;
@@ -53,6 +56,11 @@ struct FoveaCudaApi {
   int (*flash_attn_fwd)(const FlashAttnParams* p);
   int (*flash_attn_bwd)(const FlashAttnParams* p);
   int (*grpo_loss)(const GrpoLossParams* p);
+  // ABI 3: the paged KV cache (src/ops/paged_attn/paged_attn.cu): slot-mapping scatter,
+  // copy-on-write block copies, paged attention (split-context decode + prefill).
+  int (*paged_write)(const PagedWriteParams* p);
+  int (*paged_copy_blocks)(const PagedCopyParams* p);
+  int (*paged_attention)(const PagedAttnParams* p);
 };
 
 using FoveaCudaApiFn = const FoveaCudaApi* (*)();

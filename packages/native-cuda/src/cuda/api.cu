@@ -83,6 +83,15 @@ FoveaCudaApi make_table() {
   t.grpo_loss = [](const GrpoLossParams* p) {
     return guarded("grpo_loss", [&] { return grpo_loss(p); });
   };
+  t.paged_write = [](const PagedWriteParams* p) {
+    return guarded("paged_write", [&] { return paged_write(p); });
+  };
+  t.paged_copy_blocks = [](const PagedCopyParams* p) {
+    return guarded("paged_copy_blocks", [&] { return paged_copy_blocks(p); });
+  };
+  t.paged_attention = [](const PagedAttnParams* p) {
+    return guarded("paged_attention", [&] { return paged_attention(p); });
+  };
   return t;
 }
 

@@ -45,4 +45,9 @@ int flash_attn_bwd(const FlashAttnParams* p);
 // ops/grpo_loss/grpo_loss.cu
 int grpo_loss(const GrpoLossParams* p);
 
+// ops/paged_attn/paged_attn.cu
+int paged_write(const PagedWriteParams* p);
+int paged_copy_blocks(const PagedCopyParams* p);
+int paged_attention(const PagedAttnParams* p);
+
 }  // namespace fovea::cuda
