@@ -1,9 +1,18 @@
 // @fovea/trainers: rollouts, the crop/grounding tool, rewards, GRPO/MGPO, SFT/LoRA,
-// checkpoints, metrics and the fovea CLI. Filled by the trainers issues; for now it names the
-// algorithms it will provide and re-exports the layers below it.
+// checkpoints, metrics and the fovea CLI. So far: the crop/grounding and search tools, the
+// rewards, the dataset reader and MGPO importer, group advantages and DAPO filters, learning-
+// rate schedules and the metrics log. The trainers themselves and the CLI are still to come.
 export * as core from '@fovea/core';
 export * as models from '@fovea/models';
 
 /** Policy-optimization algorithms this package implements (grows with each issue). */
 export const ALGORITHMS = ['grpo', 'dapo', 'mgpo'] as const;
 export type Algorithm = (typeof ALGORITHMS)[number];
+export * from './tools/index.js';
+export * as rewards from './rewards/index.js';
+export * from './data/dataset.js';
+export * from './data/mgpoImport.js';
+export * from './algorithms/advantages.js';
+export * from './algorithms/filtering.js';
+export * from './optim/schedules.js';
+export * from './metrics/jsonl.js';
