@@ -156,6 +156,15 @@ function fullRecompute(prompts, steps) {
 const machine = { threads: numThreads(), isa: cpuIsa(), layers: t.numHiddenLayers, date: new Date().toISOString().slice(0, 10) };
 console.log(JSON.stringify({ machine }));
 
+// Warm-up (first-touch page faults, caches): one short paged and contiguous decode, discarded.
+{
+  const w = [prompt(32)];
+  const pc = new PagedKVCache({ numLayers: t.numHiddenLayers, numKvHeads: t.numKeyValueHeads, headDim: t.headDim, numBlocks: 16, blockSize: 16 });
+  decodeWithCache(pc, w); pc.dispose();
+  const cc = new ContiguousKVCache(t.numHiddenLayers, t.numKeyValueHeads, t.headDim);
+  decodeWithCache(cc, w); cc.dispose();
+}
+
 for (const B of [1, 8, 64]) {
   const prompts = Array.from({ length: B }, () => prompt(128));
   const paged = new PagedKVCache({ numLayers: t.numHiddenLayers, numKvHeads: t.numKeyValueHeads, headDim: t.headDim,
