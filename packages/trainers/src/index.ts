@@ -16,3 +16,8 @@ export * from './algorithms/advantages.js';
 export * from './algorithms/filtering.js';
 export * from './optim/schedules.js';
 export * from './metrics/jsonl.js';
+export * from './checkpoint/checkpoint.js';
+export * from './checkpoint/atomic.js';
+export * from './report/svgPlot.js';
+export * from './report/html.js';
+export * from './report/progress.js';
