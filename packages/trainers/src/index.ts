@@ -21,3 +21,8 @@ export * from './checkpoint/atomic.js';
 export * from './report/svgPlot.js';
 export * from './report/html.js';
 export * from './report/progress.js';
+export * from './rollout/templates.js';
+export { generateRollouts, type Rollout, type RolloutImage, type RolloutPrompt, type RolloutOptions } from './rollout/rollout.js';
+export { mgpoToolTurn, userTurnIds, type MgpoToolTurn } from './rollout/mgpo.js';
+export * from './algorithms/grpoStep.js';
+export * from './lora/index.js';

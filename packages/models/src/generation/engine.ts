@@ -78,6 +78,8 @@ export class Sequence {
   finishReason: FinishReason | null = null;
   /** Tokens sampled in the current turn. */
   turnTokens = 0;
+  /** This turn's token budget (request.maxNewTokens, or what append() set). */
+  maxNewTokens: number;
   /** With request.keepLogits: the f32 logits row behind each sampled token. */
   readonly stepLogits: Float32Array[] = [];
   /** With sampling.topLogprobs = k: the k most likely candidates at each sampled token. */
@@ -95,6 +97,7 @@ export class Sequence {
 
   constructor(readonly id: number, readonly request: GenerationRequest, readonly sampling: ResolvedSampling) {
     this.rng = new SeededRandom(sampling.seed);
+    this.maxNewTokens = request.maxNewTokens ?? 256;
   }
   /** The sampled tokens of the whole conversation, in order. */
   get outputTokens(): number[] { return this.tokens.filter((_, i) => this.sampled[i]); }
@@ -185,7 +188,12 @@ export class GenerationEngine {
     seq.status = 'waiting';
     seq.finishReason = null;
     seq.turnTokens = 0;
-    if (turn.maxNewTokens !== undefined) (seq.request as { maxNewTokens?: number }).maxNewTokens = turn.maxNewTokens;
+    if (turn.maxNewTokens !== undefined) {
+      if (!Number.isSafeInteger(turn.maxNewTokens) || turn.maxNewTokens < 1) {
+        throw new Error(`GenerationEngine.append: maxNewTokens must be a positive integer, got ${String(turn.maxNewTokens)}`);
+      }
+      seq.maxNewTokens = turn.maxNewTokens;
+    }
   }
 
   /** Frees a sequence's cache and forgets it. */
@@ -404,7 +412,7 @@ export class GenerationEngine {
       if (hook === 'pause') reason = 'paused';
       else if (hook === 'stop') reason = 'stopped';
     }
-    if (!reason && seq.turnTokens >= (req.maxNewTokens ?? 256)) reason = 'length';
+    if (!reason && seq.turnTokens >= seq.maxNewTokens) reason = 'length';
     if (reason) {
       seq.status = 'stopped';
       seq.finishReason = reason;

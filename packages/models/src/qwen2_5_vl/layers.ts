@@ -15,7 +15,13 @@ export class QLinear extends Module {
     this.weight = this.registerParameter('weight', src(`${prefix}.weight`, [outFeatures, inFeatures]));
     this.bias = bias ? this.registerParameter('bias', src(`${prefix}.bias`, [outFeatures])) : null;
   }
-  forward(x: Tensor): Tensor { return linear(x, this.weight, this.bias); }
+  /** Optional hook (LoRA, @fovea/trainers): maps (input, base output) to the layer's output.
+   * It owns base: it returns it or disposes it. */
+  adapter: { forward(x: Tensor, base: Tensor): Tensor } | null = null;
+  forward(x: Tensor): Tensor {
+    const y = linear(x, this.weight, this.bias);
+    return this.adapter ? this.adapter.forward(x, y) : y;
+  }
 }
 
 export class QRMSNorm extends Module {

@@ -1,0 +1,178 @@
+// The policy-gradient update of GRPO/DAPO/MGPO on a batch of rollouts.
+//
+// buildTrainingBatch packs the rollouts back to back (cuSeqlens), recomputes M-RoPE positions
+// over each WHOLE multi-turn sequence with getRopeIndexPacked — crop images included, so their
+// tokens get 3-D image positions (MGPO's public code gave them text positions) — and keeps only
+// the rows that predict a loss-masked token:
+//   row i of sequence s (i + 1 still in s) predicts tokens[i + 1]; it is kept iff lossMask[i + 1] > 0;
+//   targets = tokens[i + 1], mask = lossMask[i + 1], oldLogprobs = rollout.oldLogprobs[i + 1],
+//   advantages = A_s (broadcast per sequence), seqIndex = s.
+// The last token of a sequence predicts nothing. Fully masked rollouts add no row (and are not
+// counted by the seq-mean aggregations, as in grpoLoss).
+//
+// grpoStep runs μ = ppoEpochs passes over the rollouts in mini-batches; every pass uses the
+// rollouts' OLD log-probs (the sampling policy), so the ratio departs from 1 after the first
+// update. Each mini-batch: forward (optionally gradient-checkpointed) → hidden rows → the fused
+// grpoLoss with model.lmHeadWeight (no [N, V] logits) → backward → optional global-norm clip →
+// optimizer step → zero grads. With beta > 0 the reference model's log-probs come from
+// tokenLogprobs over the reference model's hidden rows (no gradient).
+import {
+  type AdamW, type GrpoConfig, type GrpoStats, type SGD, type Tensor, backward, grpoLoss, indexSelect, noGrad,
+  tensor, tidy, tokenLogprobs,
+} from '@fovea/core';
+import { type GridThw, type Qwen2_5_VL, getRopeIndexPacked } from '@fovea/models';
+import type { Rollout } from '../rollout/rollout.js';
+
+export interface TrainingBatch {
+  inputIds: Int32Array;
+  cuSeqlens: Int32Array;
+  /** i32 [3, L] row-major. */
+  positionIds: Int32Array;
+  /** Every image of every sequence, in token order. */
+  pixelRows: Float32Array | null;
+  patchDim: number;
+  grids: GridThw[];
+  /** Packed row indices whose hidden state predicts a loss token. */
+  rows: Int32Array;
+  targets: Int32Array;
+  mask: Float32Array;
+  oldLogprobs: Float32Array;
+  advantages: Float32Array;
+  seqIndex: Int32Array;
+  numSeqs: number;
+}
+
+/** Packs rollouts (one advantage each) into a training batch; see the file comment. */
+export function buildTrainingBatch(model: Qwen2_5_VL, rollouts: readonly Rollout[], advantages: ArrayLike<number>): TrainingBatch {
+  const op = 'buildTrainingBatch';
+  if (!rollouts.length) throw new Error(`${op}: no rollouts`);
+  if (advantages.length !== rollouts.length) throw new Error(`${op}: ${advantages.length} advantages for ${rollouts.length} rollouts (one per rollout)`);
+  const cfg = model.config;
+  const L = rollouts.reduce((a, r) => a + r.tokens.length, 0);
+  const inputIds = new Int32Array(L), cuSeqlens = new Int32Array(rollouts.length + 1);
+  const grids: GridThw[] = [];
+  const imgs = rollouts.flatMap((r) => r.images);
+  const patchDim = imgs[0]?.patchDim ?? 0;
+  const pixelRows = imgs.length ? new Float32Array(imgs.reduce((a, im) => a + im.pixelValues.length, 0)) : null;
+  let o = 0, po = 0;
+  const rows: number[] = [], targets: number[] = [], mask: number[] = [], old: number[] = [], adv: number[] = [], seq: number[] = [];
+  for (const [s, r] of rollouts.entries()) {
+    const n = r.tokens.length;
+    if (r.lossMask.length !== n || r.oldLogprobs.length !== n) {
+      throw new Error(`${op}: rollout ${s} has ${n} tokens but ${r.lossMask.length} mask and ${r.oldLogprobs.length} log-prob entries`);
+    }
+    const a = advantages[s];
+    if (!Number.isFinite(a)) throw new Error(`${op}: advantages[${s}] is ${a}`);
+    inputIds.set(r.tokens, o);
+    for (const im of r.images) {
+      if (im.patchDim !== patchDim) throw new Error(`${op}: rollout ${s} has an image with ${im.patchDim}-wide patch rows, others ${patchDim}`);
+      grids.push({ ...im.grid });
+      pixelRows!.set(im.pixelValues, po);
+      po += im.pixelValues.length;
+    }
+    for (let i = 0; i + 1 < n; i++) {
+      const m = r.lossMask[i + 1];
+      if (!(m >= 0) || !Number.isFinite(m)) throw new Error(`${op}: rollout ${s} lossMask[${i + 1}] is ${m}; expected a finite number >= 0`);
+      if (m === 0) continue;
+      rows.push(o + i); targets.push(r.tokens[i + 1]); mask.push(m); old.push(r.oldLogprobs[i + 1]); adv.push(a); seq.push(s);
+    }
+    o += n;
+    cuSeqlens[s + 1] = o;
+  }
+  const positionIds = getRopeIndexPacked(inputIds, cuSeqlens, grids,
+    { imageTokenId: cfg.imageTokenId, visionStartTokenId: cfg.visionStartTokenId }, { spatialMergeSize: cfg.vision.spatialMergeSize });
+  return {
+    inputIds, cuSeqlens, positionIds, pixelRows, patchDim, grids, rows: Int32Array.from(rows), targets: Int32Array.from(targets),
+    mask: Float32Array.from(mask), oldLogprobs: Float32Array.from(old), advantages: Float32Array.from(adv), seqIndex: Int32Array.from(seq),
+    numSeqs: rollouts.length,
+  };
+}
+
+/** Hidden rows of the batch's loss tokens ([N, H]); differentiable unless called under noGrad. */
+export function batchHidden(model: Qwen2_5_VL, b: TrainingBatch, gradientCheckpointing = false): Tensor {
+  const dev = model.device;
+  const images = b.pixelRows
+    ? { pixelValues: tensor(b.pixelRows, { dtype: 'f32', device: dev }).reshape([b.pixelRows.length / b.patchDim, b.patchDim]), gridThw: b.grids }
+    : null;
+  const hidden = model.forward({ inputIds: b.inputIds, images, cuSeqlens: b.cuSeqlens, positionIds: b.positionIds }, { gradientCheckpointing });
+  return indexSelect(hidden, 0, tensor(b.rows, { dtype: 'i32', device: dev }));
+}
+
+export interface GrpoStepOptions {
+  loss?: GrpoConfig;
+  /** μ: passes over the rollouts per rollout batch (default 1). */
+  ppoEpochs?: number;
+  /** Rollouts per optimizer step (default: all of them). */
+  miniBatchSize?: number;
+  /** Global gradient-norm clip (default off; MGPO used 1.0). */
+  maxGradNorm?: number;
+  gradientCheckpointing?: boolean;
+  /** Frozen reference policy for the KL term (needed when loss.beta > 0). */
+  refModel?: Qwen2_5_VL;
+}
+
+export interface GrpoStepStats {
+  /** One entry per optimizer step, in order. */
+  updates: (GrpoStats & { gradNorm: number; rollouts: number })[];
+  /** Mean over updates of loss and gradNorm. */
+  loss: number;
+  gradNorm: number;
+}
+
+/** The global L2 norm of the parameters' gradients; scales them to maxNorm when above it. */
+export function clipGradNorm(params: readonly Tensor[], maxNorm: number): number {
+  return noGrad(() => tidy(() => {
+    let ss = 0;
+    for (const p of params) if (p.grad) ss += p.grad.to('f32').square().sum().item();
+    const norm = Math.sqrt(ss);
+    if (Number.isFinite(maxNorm) && norm > maxNorm) {
+      const scale = maxNorm / (norm + 1e-6);
+      for (const p of params) if (p.grad) p.grad.mul_(scale);
+    }
+    return norm;
+  }));
+}
+
+/** μ × mini-batch policy-gradient updates on one rollout batch (see the file comment). */
+export function grpoStep(
+  model: Qwen2_5_VL, optimizer: AdamW | SGD, rollouts: readonly Rollout[], advantages: ArrayLike<number>, opts: GrpoStepOptions = {},
+): GrpoStepStats {
+  const op = 'grpoStep';
+  const epochs = opts.ppoEpochs ?? 1;
+  const mb = opts.miniBatchSize ?? rollouts.length;
+  if (!Number.isInteger(epochs) || epochs < 1) throw new Error(`${op}: ppoEpochs must be a positive integer, got ${epochs}`);
+  if (!Number.isInteger(mb) || mb < 1) throw new Error(`${op}: miniBatchSize must be a positive integer, got ${mb}`);
+  if (advantages.length !== rollouts.length) throw new Error(`${op}: ${advantages.length} advantages for ${rollouts.length} rollouts`);
+  const beta = opts.loss?.beta ?? 0;
+  if (beta > 0 && !opts.refModel) throw new Error(`${op}: loss.beta = ${beta} > 0 needs opts.refModel (the frozen reference policy)`);
+  const updates: GrpoStepStats['updates'] = [];
+  for (let e = 0; e < epochs; e++) {
+    for (let start = 0; start < rollouts.length; start += mb) {
+      const part = rollouts.slice(start, start + mb);
+      const b = buildTrainingBatch(model, part, Array.from(advantages).slice(start, start + mb));
+      if (b.rows.length === 0) continue;  // every token masked (overlong filtering): nothing to learn
+      const stats = tidy(() => {
+        const dev = model.device;
+        const f32 = (x: Float32Array) => tensor(x, { dtype: 'f32', device: dev });
+        const targets = tensor(b.targets, { dtype: 'i32', device: dev });
+        const ref = beta > 0 ? noGrad(() => tokenLogprobs({
+          hidden: batchHidden(opts.refModel!, b), weight: opts.refModel!.lmHeadWeight, targets, temperature: opts.loss?.temperature,
+        }).logprobs) : null;
+        const hidden = batchHidden(model, b, opts.gradientCheckpointing ?? false);
+        const { loss, stats: s } = grpoLoss({
+          hidden, weight: model.lmHeadWeight, targets, mask: f32(b.mask), advantages: f32(b.advantages),
+          oldLogprobs: f32(b.oldLogprobs), refLogprobs: ref, seqIndex: tensor(b.seqIndex, { dtype: 'i32', device: dev }),
+          numSeqs: b.numSeqs, config: opts.loss,
+        });
+        backward(loss);
+        return s;
+      });
+      const gradNorm = clipGradNorm(optimizer.params, opts.maxGradNorm ?? Infinity);
+      optimizer.step();
+      optimizer.zeroGrad();
+      updates.push({ ...stats, gradNorm, rollouts: part.length });
+    }
+  }
+  const mean = (f: (u: GrpoStepStats['updates'][number]) => number) => updates.length ? updates.reduce((a, u) => a + f(u), 0) / updates.length : 0;
+  return { updates, loss: mean((u) => u.loss), gradNorm: mean((u) => u.gradNorm) };
+}
