@@ -173,11 +173,21 @@ int check_case(const Case& c) {
 #define EXPECT_CASE(c) \
   do { if (check_case(c)) fovea_test::report(__FILE__, __LINE__, "gemm_cpu mismatch: " + describe(c)); } while (0)
 
-// Runs body once per micro-kernel (portable, AVX2, AVX-512), capping the ISA, then restores.
+// Caps the skinny path's row threshold for one scope (0 = off), then restores the default.
+struct SkinnyRows {
+  explicit SkinnyRows(int64_t rows) { gemm::set_skinny_max_rows(rows); }
+  ~SkinnyRows() { gemm::set_skinny_max_rows(-1); }
+};
+
+// Runs body once per micro-kernel (portable, AVX2, AVX-512), capping the ISA, then restores;
+// each time twice: with the skinny path on (few-row cases take it) and off (so the packed
+// path keeps its coverage of few-row shapes).
 template <class F> void for_each_isa(F&& body) {
   const Isa saved = isa();
   for (Isa i : {Isa::Portable, Isa::Avx2, Isa::Avx512}) {
     set_isa_cap(i);
+    body();
+    SkinnyRows off(0);
     body();
   }
   set_isa_cap(saved);
@@ -345,4 +355,127 @@ FOVEA_TEST(matmul_rejects_bad_params) {
   p.a_dtype = DType::F32;
   p.M = -1;
   EXPECT_THROWS(gemm_cpu(p));
+}
+
+// ── Skinny path (gemm_skinny*.cpp): few rows against a B contiguous along k (Wᵀ, "dot") or
+// along n (row-major B, "axpy"); everything else must fall back to the packed path.
+
+namespace {
+// Whether gemm_skinny takes case c (it runs it; the result is discarded).
+bool skinny_takes(const Case& c) {
+  Operand a = make_operand(c.a_t, c.batch, c.M, c.K, c.la, c.bcast_a);
+  Operand b = make_operand(c.b_t, c.batch, c.K, c.N, c.lb, c.bcast_b);
+  Operand out = make_operand(c.c_t, c.batch, c.M, c.N, c.lc, false);
+  fill(a); fill(b); fill(out);
+  return gemm::gemm_skinny(params(c, a, b, out), isa());
+}
+}  // namespace
+
+FOVEA_TEST(matmul_skinny_dispatch) {
+  Case c;
+  c.M = 4; c.K = 33; c.N = 20; c.lb = Layout::ColMajor;
+  EXPECT_TRUE(skinny_takes(c));   // dot form
+  c.lb = Layout::RowMajor;
+  EXPECT_TRUE(skinny_takes(c));   // axpy form
+  c.lb = Layout::Flipped;
+  EXPECT_TRUE(skinny_takes(c));   // axpy, negative row stride
+  c.lb = Layout::Gapped;
+  EXPECT_TRUE(!skinny_takes(c));  // neither stride is 1
+  c.lb = Layout::RowMajor; c.M = gemm::kSkinnyAxpyMaxRows;
+  EXPECT_TRUE(skinny_takes(c));
+  c.M = gemm::kSkinnyAxpyMaxRows + 1;
+  EXPECT_TRUE(!skinny_takes(c));  // too many rows for the axpy form
+  c.lb = Layout::ColMajor;
+  EXPECT_TRUE(skinny_takes(c));   // but not for the dot form
+  c.M = gemm::kSkinnyMaxRows + 1;
+  EXPECT_TRUE(!skinny_takes(c));  // too many rows
+  c.M = 2; c.batch = 3; c.bcast_b = true;  // 6 rows share one broadcast B
+  EXPECT_TRUE(skinny_takes(c));
+  c.batch = gemm::kSkinnyMaxRows / 2 + 1;  // over the threshold in shared rows
+  EXPECT_TRUE(!skinny_takes(c));
+  c.bcast_b = false;  // per-item B: 2 rows each
+  EXPECT_TRUE(skinny_takes(c));
+  SkinnyRows off(0);
+  c.batch = 1; c.M = 1;
+  EXPECT_TRUE(!skinny_takes(c));
+}
+
+FOVEA_TEST(matmul_skinny_shapes) {
+  // (K, N) pairs: odd sizes, SIMD tails on both axes, the decode widths (895/896, 4864+3).
+  const int64_t kn[][2] = {{1, 1}, {7, 7}, {33, 33}, {1, 4867}, {895, 7}, {896, 33}, {895, 1},
+                           {33, 4867}, {16, 65}, {17, 64}};
+  for_each_isa([&] {
+    for (int64_t M : {1, 2, 3, 5, 8, 16, 32})
+      for (auto& s : kn)
+        for (Layout lb : {Layout::ColMajor, Layout::RowMajor}) {
+          Case c;
+          c.M = M; c.K = s[0]; c.N = s[1]; c.lb = lb;
+          EXPECT_CASE(c);
+        }
+    Case big;  // the MLP width: a full decode-sized W, both forms
+    big.M = 3; big.K = 895; big.N = 4864 + 3; big.lb = Layout::ColMajor; big.beta = 0.5f;
+    EXPECT_CASE(big);
+    big.lb = Layout::RowMajor; big.M = 5;
+    EXPECT_CASE(big);
+  });
+}
+
+FOVEA_TEST(matmul_skinny_layouts_dtypes) {
+  const Layout ls[] = {Layout::RowMajor, Layout::ColMajor, Layout::Gapped, Layout::Flipped};
+  const DType ts[] = {DType::F32, DType::BF16, DType::F16};
+  for_each_isa([&] {
+    for (Layout la : ls)
+      for (Layout lc : ls)
+        for (Layout lb : {Layout::ColMajor, Layout::RowMajor, Layout::Flipped}) {
+          Case c;
+          c.M = 3; c.K = 37; c.N = 70; c.la = la; c.lb = lb; c.lc = lc;
+          c.alpha = -1.5f; c.beta = 0.75f;
+          EXPECT_CASE(c);
+        }
+    for (DType ta : ts)
+      for (DType tb : ts)
+        for (DType tc : {DType::F32, DType::BF16, DType::F16, DType::F64})
+          for (Layout lb : {Layout::ColMajor, Layout::RowMajor}) {
+            Case c;
+            c.M = 5; c.K = 51; c.N = 67; c.a_t = ta; c.b_t = tb; c.c_t = tc; c.lb = lb;
+            c.alpha = 0.5f; c.beta = tc == DType::F32 ? 0.f : -0.5f;
+            EXPECT_CASE(c);
+          }
+    // Batches: broadcast W shared by batch·M rows (decoding [B, 1, K]·Wᵀ), per-item B,
+    // broadcast A.
+    for (int bc = 0; bc < 3; ++bc) {
+      Case c;
+      c.batch = 4; c.M = bc == 0 ? 1 : 3; c.K = 45; c.N = 77; c.lb = Layout::ColMajor;
+      c.bcast_b = bc == 0; c.bcast_a = bc == 2; c.beta = 1.f; c.b_t = DType::BF16;
+      EXPECT_CASE(c);
+      c.lb = Layout::RowMajor;
+      EXPECT_CASE(c);
+    }
+  });
+}
+
+// Results must be bit-identical whatever the thread count (fixed chunks, fixed sum order).
+FOVEA_TEST(matmul_skinny_thread_invariant) {
+  const int saved = num_threads();
+  for (Layout lb : {Layout::ColMajor, Layout::RowMajor}) {
+    Case c;
+    c.M = 5; c.K = 895; c.N = 4867; c.lb = lb; c.b_t = DType::BF16;  // 8.7 MB of B: threaded
+    Operand a = make_operand(c.a_t, 1, c.M, c.K, c.la, false);
+    Operand b = make_operand(c.b_t, 1, c.K, c.N, c.lb, false);
+    fill(a); fill(b);
+    std::vector<unsigned char> first;
+    for (int nt : {1, 2, 3}) {
+      set_num_threads(nt);
+      Operand out = make_operand(DType::F32, 1, c.M, c.N, c.lc, false);
+      gemm_cpu(params(c, a, b, out));
+      if (first.empty()) first = out.bytes;
+      else EXPECT_TRUE(out.bytes == first);
+    }
+    // And the threaded run is correct, with the packed path as a second opinion.
+    set_num_threads(2);
+    EXPECT_CASE(c);
+    SkinnyRows off(0);
+    EXPECT_CASE(c);
+  }
+  set_num_threads(saved);
 }

@@ -50,6 +50,39 @@ void set_blocking_override(int64_t mc, int64_t kc, int64_t nc, int rows_outer = 
 // whose C is any float dtype / any strides. Thread-safe: packing buffers are thread-local.
 void gemm_blocked_serial(const GemmParams& p, const KernelInfo& k);
 
+// ── Skinny path (gemm_skinny*.cpp): few rows of A against a B whose rows (k) or columns (n)
+// are contiguous, computed without packing B (see NOTES.md, "Skinny M").
+//   dot form  (B(k, n) at stride 1 along k, i.e. a weight stored [N, K] and passed as Wᵀ):
+//             out[r·ldo + j] = Σ_k a[r·lda + k] · w[j·ldb + k]
+//   axpy form (B(k, n) at stride 1 along n, a row-major [K, N] B):
+//             out[r·ldo + j] = Σ_k a[r·lda + k] · b[k·ldb + j]
+// for rows r < R and columns j < nw. A is f32, pre-scaled by alpha, zero-padded to
+// lda ≥ round_up(K, 16); B is f32/bf16/f16 (`bt`). Every kernel sums each output in an order
+// fixed by K alone (not by R, nw or the caller's chunking), so results do not depend on
+// the thread count.
+using SkinnyKernel = void (*)(DType bt, int64_t K, const float* a, int64_t lda, int64_t R,
+                              const void* b, int64_t ldb, int64_t nw, float* out, int64_t ldo);
+struct SkinnyKernels {
+  SkinnyKernel dot, axpy;
+  const char* name;
+};
+SkinnyKernels skinny_portable();
+SkinnyKernels skinny_avx2();
+SkinnyKernels skinny_avx512();
+
+// Runs p on the skinny path if it qualifies (B unit-stride along k with rows sharing one B
+// ≤ skinny_max_rows(), or unit-stride along n with rows ≤ min(that, kSkinnyAxpyMaxRows));
+// returns false, doing nothing, otherwise. Inputs f32/bf16/f16;
+// gemm_cpu has already handled empty problems, K == 0 and alpha == 0.
+bool gemm_skinny(const GemmParams& p, Isa isa);
+// Most rows (batch·M when B is shared across the batch, M otherwise) the skinny path takes.
+// Default kSkinnyMaxRows; FOVEA_GEMM_SKINNY=<rows> overrides (0 disables the path);
+// set_skinny_max_rows(n) overrides both (tests, lab), -1 restores.
+constexpr int64_t kSkinnyMaxRows = 32;      // dot form; measured: NOTES.md "Skinny M"
+constexpr int64_t kSkinnyAxpyMaxRows = 8;   // axpy form; measured: NOTES.md "Skinny M"
+int64_t skinny_max_rows();
+void set_skinny_max_rows(int64_t rows);
+
 // Below this many flops (2·M·N·K summed over the batch) gemm_cpu stays on one thread.
 constexpr double kParallelMinFlops = 1.2e7;  // measured crossover: NOTES.md
 

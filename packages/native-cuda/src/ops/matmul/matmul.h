@@ -5,7 +5,8 @@
 //   C[b] is M×N: element (m, n) at c + b·c_batch + m·c_rs + n·c_cs
 // Inputs f32, bf16, f16 or f64; accumulation in f32 (f64 for f64); C is f32, bf16, f16 or
 // f64. The CPU path packs panels of A and B (converting to f32 while packing) and runs a
-// register-blocked micro-kernel (AVX-512, AVX2/FMA or portable, chosen at run time).
+// register-blocked micro-kernel (AVX-512, AVX2/FMA or portable, chosen at run time); few-row
+// products (decoding) with B unit-stride along k or n skip the packing (gemm_skinny.cpp).
 #pragma once
 #include <cstdint>
 #include "core/dtype.h"

@@ -1,6 +1,7 @@
 // CPU GEMM entry points: gemm_reference (the plain f64 triple loop every fast path is tested
 // against) and gemm_cpu (the fast path). gemm_cpu handles the degenerate cases (empty C,
-// K == 0 or alpha == 0: C = beta·C), sends f64 inputs through a simple double loop, and
+// K == 0 or alpha == 0: C = beta·C), sends f64 inputs through a simple double loop, few-row
+// products with a unit-stride B to the unpacked skinny path (gemm_skinny.cpp), and
 // otherwise splits the batch/M/N space into independent sub-problems for the thread pool,
 // each run by the packed, cache-blocked loop nest in gemm_blocked.cpp with the micro-kernel
 // chosen from isa(). Semantics shared by every path: beta == 0 means C is never read.
@@ -126,6 +127,8 @@ void gemm_cpu(const GemmParams& p) {
   if (p.batch == 0 || p.M == 0 || p.N == 0) return;
   if (p.K == 0 || p.alpha == 0.f) return scale_c(p);
   if (p.a_dtype == DType::F64 || p.b_dtype == DType::F64) return gemm_f64(p);
+  // Few rows against a B contiguous along k or n (decoding's x·Wᵀ): stream B, no packing.
+  if (gemm::gemm_skinny(p, isa())) return;
 
   // The micro-kernel wants C's columns contiguous; a column-major C becomes row-major in the
   // transposed problem, which costs nothing since packing takes any strides.
