@@ -37,6 +37,13 @@ export interface NativeAddon {
   pagedKvCopyBlocks(kCache: ViewArg, vCache: ViewArg, src: ViewArg, dst: ViewArg): void;
   pagedAttention(q: ViewArg, kCache: ViewArg, vCache: ViewArg, blockTables: ViewArg, contextLens: ViewArg,
     cuSeqlensQ: ViewArg, out: ViewArg, scale: number): void;
+  // Fused AdamW (src/napi/adamw_napi.cpp; formula in src/ops/adamw/adamw.h). Updates param,
+  // expAvg, expAvgSq (f32) and master (f32; required for bf16/f16 params, null for f32) in
+  // place; step is t after incrementing (>= 1). CPU only for now.
+  adamwStep(param: ViewArg, grad: ViewArg, expAvg: ViewArg, expAvgSq: ViewArg, master: ViewArg | null,
+    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void;
+  // Σ|x|^normType accumulated in f64 (max |x| for normType = Infinity); x contiguous, float.
+  gradNormPow(x: ViewArg, normType: number): number;
   [binding: string]: any;
 }
 declare const addon: NativeAddon;

@@ -50,4 +50,6 @@ export function cudaStatus() { return native.cudaStatus(); }
 export { Module } from './nn/module.js';
 export { Linear, Embedding, RMSNorm, type LayerOptions } from './nn/layers.js';
 export { SGD, AdamW } from './optim/optimizers.js';
+export type { AdamWOptions, AdamWParamState, AdamWState } from './optim/optimizers.js';
+export { clipGradNorm, type ClipGradNormOptions } from './optim/clip.js';
 export * from './safetensors/index.js';

@@ -12,7 +12,7 @@
 #include <cstdint>
 #include "core/tensor_view.h"
 
-#define FOVEA_CUDA_ABI_VERSION 3
+#define FOVEA_CUDA_ABI_VERSION 4
 
 namespace fovea {
 
@@ -22,6 +22,7 @@ struct GrpoLossParams;   // ops/grpo_loss/grpo_loss.h
 struct PagedAttnParams;  // ops/paged_attn/paged_attn.h
 struct PagedWriteParams;
 struct PagedCopyParams;
+struct AdamWScalars;     // ops/adamw/adamw.h
 
 struct FoveaCudaApi {
   int abi_version;
@@ -61,6 +62,9 @@ struct FoveaCudaApi {
   int (*paged_write)(const PagedWriteParams* p);
   int (*paged_copy_blocks)(const PagedCopyParams* p);
   int (*paged_attention)(const PagedAttnParams* p);
+  // ABI 4: the fused AdamW step (src/ops/adamw/adamw.cu); master is null for f32 params.
+  int (*adamw_step)(const TensorView* p, const TensorView* g, const TensorView* m,
+                    const TensorView* v, const TensorView* master, const AdamWScalars* s);
 };
 
 using FoveaCudaApiFn = const FoveaCudaApi* (*)();

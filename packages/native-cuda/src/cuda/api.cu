@@ -92,6 +92,10 @@ FoveaCudaApi make_table() {
   t.paged_attention = [](const PagedAttnParams* p) {
     return guarded("paged_attention", [&] { return paged_attention(p); });
   };
+  t.adamw_step = [](const TensorView* p, const TensorView* g, const TensorView* m,
+                    const TensorView* v, const TensorView* ms, const AdamWScalars* s) {
+    return guarded("adamw_step", [&] { return adamw_step(p, g, m, v, ms, s); });
+  };
   return t;
 }
 

@@ -50,4 +50,8 @@ int paged_write(const PagedWriteParams* p);
 int paged_copy_blocks(const PagedCopyParams* p);
 int paged_attention(const PagedAttnParams* p);
 
+// ops/adamw/adamw.cu
+int adamw_step(const TensorView* p, const TensorView* g, const TensorView* m, const TensorView* v,
+               const TensorView* master, const AdamWScalars* s);
+
 }  // namespace fovea::cuda
