@@ -17,7 +17,7 @@
 // optimizer step → zero grads. With beta > 0 the reference model's log-probs come from
 // tokenLogprobs over the reference model's hidden rows (no gradient).
 import {
-  type AdamW, type GrpoConfig, type GrpoStats, type SGD, type Tensor, backward, grpoLoss, indexSelect, noGrad,
+  type AdamW, type GrpoConfig, type GrpoStats, type SGD, type Tensor, backward, clipGradNorm, grpoLoss, indexSelect, noGrad,
   tensor, tidy, tokenLogprobs,
 } from '@fovea/core';
 import { type GridThw, type Qwen2_5_VL, getRopeIndexPacked } from '@fovea/models';
@@ -119,20 +119,6 @@ export interface GrpoStepStats {
   gradNorm: number;
 }
 
-/** The global L2 norm of the parameters' gradients; scales them to maxNorm when above it. */
-export function clipGradNorm(params: readonly Tensor[], maxNorm: number): number {
-  return noGrad(() => tidy(() => {
-    let ss = 0;
-    for (const p of params) if (p.grad) ss += p.grad.to('f32').square().sum().item();
-    const norm = Math.sqrt(ss);
-    if (Number.isFinite(maxNorm) && norm > maxNorm) {
-      const scale = maxNorm / (norm + 1e-6);
-      for (const p of params) if (p.grad) p.grad.mul_(scale);
-    }
-    return norm;
-  }));
-}
-
 /** μ × mini-batch policy-gradient updates on one rollout batch (see the file comment). */
 export function grpoStep(
   model: Qwen2_5_VL, optimizer: AdamW | SGD, rollouts: readonly Rollout[], advantages: ArrayLike<number>, opts: GrpoStepOptions = {},
@@ -167,7 +153,7 @@ export function grpoStep(
         backward(loss);
         return s;
       });
-      const gradNorm = clipGradNorm(optimizer.params, opts.maxGradNorm ?? Infinity);
+      const gradNorm = clipGradNorm(optimizer.params, opts.maxGradNorm ?? Infinity);  // @fovea/core's (native f64 norm)
       optimizer.step();
       optimizer.zeroGrad();
       updates.push({ ...stats, gradNorm, rollouts: part.length });
