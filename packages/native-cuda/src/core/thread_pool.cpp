@@ -16,6 +16,19 @@ namespace {
 
 thread_local bool tl_in_worker = false;
 
+// Each job is its own object, shared with the workers that wake for it. A worker that wakes
+// late, or is still leaving the previous job's loop when the next job starts, only ever
+// touches the counters of the job it took, which are exhausted by then: it can neither claim a
+// task of the new job twice nor push the new job's done count past its total (the old shared
+// counters allowed both, and the caller then waited forever for an exact count).
+struct Job {
+  const std::function<void(int64_t)>* task = nullptr;
+  int64_t ntasks = 0;
+  std::atomic<int64_t> next{0}, done{0};
+  std::mutex err_m;
+  std::exception_ptr error;
+};
+
 class Pool {
  public:
   explicit Pool(int n) : n_(n) {
@@ -31,33 +44,33 @@ class Pool {
   // Runs task(i) for i in [0, ntasks) on the pool; the caller participates.
   void run(int64_t ntasks, const std::function<void(int64_t)>& task) {
     std::lock_guard<std::mutex> job_lock(job_m_);
-    task_ = &task;
-    ntasks_ = ntasks;
-    next_.store(0);
-    done_.store(0);
-    error_ = nullptr;
-    { std::lock_guard<std::mutex> g(m_); ++gen_; }
+    auto job = std::make_shared<Job>();
+    job->task = &task;
+    job->ntasks = ntasks;
+    { std::lock_guard<std::mutex> g(m_); job_ = job; ++gen_; }
     cv_.notify_all();
-    work();
+    work(*job);
     // Wait until every claimed task finished.
-    std::unique_lock<std::mutex> g(m_);
-    done_cv_.wait(g, [&] { return done_.load() == ntasks_; });
-    task_ = nullptr;
-    if (error_) std::rethrow_exception(error_);
+    {
+      std::unique_lock<std::mutex> g(m_);
+      done_cv_.wait(g, [&] { return job->done.load() >= job->ntasks; });
+      job_.reset();
+    }
+    if (job->error) std::rethrow_exception(job->error);
   }
 
  private:
-  void work() {
+  void work(Job& job) {
     bool prev = tl_in_worker;
     tl_in_worker = true;
     for (;;) {
-      int64_t i = next_.fetch_add(1);
-      if (i >= ntasks_) break;
-      try { (*task_)(i); } catch (...) {
-        std::lock_guard<std::mutex> g(err_m_);
-        if (!error_) error_ = std::current_exception();
+      int64_t i = job.next.fetch_add(1);
+      if (i >= job.ntasks) break;
+      try { (*job.task)(i); } catch (...) {
+        std::lock_guard<std::mutex> g(job.err_m);
+        if (!job.error) job.error = std::current_exception();
       }
-      if (done_.fetch_add(1) + 1 == ntasks_) {
+      if (job.done.fetch_add(1) + 1 == job.ntasks) {
         std::lock_guard<std::mutex> g(m_);
         done_cv_.notify_all();
       }
@@ -67,26 +80,25 @@ class Pool {
   void loop() {
     uint64_t seen = 0;
     for (;;) {
+      std::shared_ptr<Job> job;
       {
         std::unique_lock<std::mutex> g(m_);
         cv_.wait(g, [&] { return gen_ != seen; });
         seen = gen_;
         if (stop_) return;
+        job = job_;
       }
-      if (task_) work();
+      if (job) work(*job);
     }
   }
 
   int n_;
   std::vector<std::thread> workers_;
-  std::mutex m_, job_m_, err_m_;
+  std::mutex m_, job_m_;
   std::condition_variable cv_, done_cv_;
   uint64_t gen_ = 0;
   bool stop_ = false;
-  const std::function<void(int64_t)>* task_ = nullptr;
-  int64_t ntasks_ = 0;
-  std::atomic<int64_t> next_{0}, done_{0};
-  std::exception_ptr error_;
+  std::shared_ptr<Job> job_;  // the running job, guarded by m_
 };
 
 int default_threads() {
