@@ -26,3 +26,6 @@ export { generateRollouts, type Rollout, type RolloutImage, type RolloutPrompt, 
 export { mgpoToolTurn, userTurnIds, type MgpoToolTurn } from './rollout/mgpo.js';
 export * from './algorithms/grpoStep.js';
 export * from './lora/index.js';
+export { validateTrainConfig, loadTrainConfig, closestKey, type TrainConfig } from './train/config.js';
+export { train, METRICS_FILE, type TrainOptions, type TrainResult, type StepMetrics } from './train/trainer.js';
+export { main as foveaCli, USAGE as FOVEA_USAGE } from './cli.js';
