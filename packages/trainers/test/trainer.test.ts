@@ -56,7 +56,11 @@ describe('train config', () => {
     expect(c.loss.epsLow).toBe(0.2);
     expect(c.checkpoint).toEqual({ every: 50, keepLast: 3 });
     expect(c.promptsPerStep).toBe(1);
-    expect(c.reward).toEqual({ accuracy: 1, custom: null });
+    expect(c.reward).toEqual({ accuracy: 1, format: null, iou: null, judge: null, searchPenalty: null, softOverlong: null, custom: null });
+    expect(c.filters).toEqual({ dynamicSampling: { enabled: false, maxRounds: 4 }, overlong: false, rejectionSampling: null });
+    expect(c.loss.beta).toBe(0);
+    expect(c.lora).toBeNull();
+    expect(c.templates.mgpo.turn1).toMatch(/\{question\}/);
   });
   it('names unknown keys with the closest valid key', () => {
     expect(closestKey('promptPerStep', ['steps', 'promptsPerStep'])).toBe('promptsPerStep');
@@ -71,18 +75,29 @@ describe('train config', () => {
     const base = { model: 'm', data: { train: 'd' }, steps: 1, output: 'o' };
     expect(() => validateTrainConfig({ ...base, optim: { lr: 'fast' } })).toThrow(/optim\.lr: expected a number > 0, got "fast"/);
     expect(() => validateTrainConfig({ ...base, rollout: { G: 0 } })).toThrow(/rollout\.G: expected an integer >= 1, got 0/);
-    expect(() => validateTrainConfig({ ...base, algorithm: 'ppo' })).toThrow(/algorithm: expected one of "grpo", "mgpo", got "ppo"/);
+    expect(() => validateTrainConfig({ ...base, algorithm: 'ppo' })).toThrow(/algorithm: expected one of "grpo", "dapo", "mgpo", got "ppo"/);
     expect(() => validateTrainConfig({ ...base, steps: 1.5 })).toThrow(/steps: expected an integer >= 1, got 1.5/);
     expect(() => validateTrainConfig({ data: { train: 'd' }, steps: 1, output: 'o' })).toThrow(/model: required/);
     expect(() => validateTrainConfig([])).toThrow(/top level/);
     // Every problem at once.
     expect(() => validateTrainConfig({ ...base, steps: 0, rollout: { G: -1 } })).toThrow(/2 problem\(s\)/);
   });
-  it('reads JSON files, refuses YAML and bad JSON clearly', () => {
+  it('reads JSON and YAML files; bad JSON, bad YAML and duplicate YAML keys fail clearly', () => {
     const f = join(tmp, 'bad.json');
     writeFileSync(f, '{ "steps": ');
     expect(() => loadTrainConfig(f)).toThrow(/is not valid JSON/);
-    expect(() => loadTrainConfig(join(tmp, 'run.yaml'))).toThrow(/YAML configs are not supported yet/);
+    const y = join(tmp, 'run.yaml');
+    writeFileSync(y, 'algorithm: mgpo\nmodel: m\ndata:\n  train: d.jsonl\nsteps: 3\noutput: runs/y\nrollout:\n  G: 4\n');
+    const c = loadTrainConfig(y);
+    expect(c.algorithm).toBe('mgpo');
+    expect(c.rollout.G).toBe(4);
+    expect(c.model).toBe(join(tmp, 'm'));
+    writeFileSync(y, 'steps: 3\nsteps: 4\n');
+    expect(() => loadTrainConfig(y)).toThrow(/is not valid YAML/);
+    writeFileSync(y, 'rollout: [1, 2\n');
+    expect(() => loadTrainConfig(y)).toThrow(/is not valid YAML/);
+    writeFileSync(y, '- 1\n- 2\n');
+    expect(() => loadTrainConfig(y)).toThrow(/expected an object .* at the top level/);
     expect(() => loadTrainConfig(join(tmp, 'nope.json'))).toThrow(/cannot read .*nope\.json \(ENOENT\)/);
   });
 });
@@ -181,11 +196,6 @@ describe('fovea CLI', () => {
     c = io();
     expect(await main(['frobnicate'], c.io)).toBe(2);
     expect(c.err()).toMatch(/unknown command "frobnicate"/);
-    for (const cmd of ['eval', 'chat']) {
-      c = io();
-      expect(await main([cmd], c.io)).toBe(2);
-      expect(c.err()).toMatch(/not implemented yet/);
-    }
     c = io();
     expect(await main(['train', '--config', join(tmp, 'missing.json')], c.io)).toBe(1);
     expect(c.err()).toMatch(/^fovea: error: train config: cannot read/);

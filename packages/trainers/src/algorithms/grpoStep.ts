@@ -14,10 +14,14 @@
 // rollouts' OLD log-probs (the sampling policy), so the ratio departs from 1 after the first
 // update. Each mini-batch: forward (optionally gradient-checkpointed) → hidden rows → the fused
 // grpoLoss with model.lmHeadWeight (no [N, V] logits) → backward → optional global-norm clip →
-// optimizer step → zero grads. With beta > 0 the reference model's log-probs come from
+// optimizer step → zero grads. With gradAccumulation = k a mini-batch runs as k micro-batches
+// whose gradients add up before the one optimizer step; each micro-batch's loss is scaled by its
+// share of the mini-batch's denominator (loss tokens for token-mean, sequences with a loss token
+// for the seq-mean aggregations), so the accumulated gradient equals the one of the whole
+// mini-batch in a single pass (tested). With beta > 0 the reference model's log-probs come from
 // tokenLogprobs over the reference model's hidden rows (no gradient).
 import {
-  type AdamW, type GrpoConfig, type GrpoStats, type SGD, type Tensor, backward, clipGradNorm, grpoLoss, indexSelect, noGrad,
+  type AdamW, type GrpoConfig, type GrpoStats, type SGD, type Tensor, backward, clipGradNorm, grpoLoss, indexSelect, mul, noGrad,
   tensor, tidy, tokenLogprobs,
 } from '@fovea/core';
 import { type GridThw, type Qwen2_5_VL, getRopeIndexPacked } from '@fovea/models';
@@ -107,8 +111,13 @@ export interface GrpoStepOptions {
   /** Global gradient-norm clip (default off; MGPO used 1.0). */
   maxGradNorm?: number;
   gradientCheckpointing?: boolean;
+  /** Micro-batches per mini-batch, gradients accumulated before one optimizer step (default 1). */
+  gradAccumulation?: number;
   /** Frozen reference policy for the KL term (needed when loss.beta > 0). */
   refModel?: Qwen2_5_VL;
+  /** Runs fn with the model acting as the reference policy (LoRA: adapters disabled). Used
+   * instead of refModel when given. */
+  asReference?: <T>(fn: () => T) => T;
 }
 
 export interface GrpoStepStats {
@@ -130,35 +139,71 @@ export function grpoStep(
   if (!Number.isInteger(mb) || mb < 1) throw new Error(`${op}: miniBatchSize must be a positive integer, got ${mb}`);
   if (advantages.length !== rollouts.length) throw new Error(`${op}: ${advantages.length} advantages for ${rollouts.length} rollouts`);
   const beta = opts.loss?.beta ?? 0;
-  if (beta > 0 && !opts.refModel) throw new Error(`${op}: loss.beta = ${beta} > 0 needs opts.refModel (the frozen reference policy)`);
+  const accum = opts.gradAccumulation ?? 1;
+  if (!Number.isInteger(accum) || accum < 1) throw new Error(`${op}: gradAccumulation must be a positive integer, got ${accum}`);
+  if (beta > 0 && !opts.refModel && !opts.asReference) throw new Error(`${op}: loss.beta = ${beta} > 0 needs opts.refModel (the frozen reference policy) or opts.asReference`);
+  const seqMean = (opts.loss?.aggregation ?? 'token-mean') !== 'token-mean';
   const updates: GrpoStepStats['updates'] = [];
+  const advArr = Array.from(advantages);
   for (let e = 0; e < epochs; e++) {
     for (let start = 0; start < rollouts.length; start += mb) {
       const part = rollouts.slice(start, start + mb);
-      const b = buildTrainingBatch(model, part, Array.from(advantages).slice(start, start + mb));
-      if (b.rows.length === 0) continue;  // every token masked (overlong filtering): nothing to learn
-      const stats = tidy(() => {
-        const dev = model.device;
-        const f32 = (x: Float32Array) => tensor(x, { dtype: 'f32', device: dev });
-        const targets = tensor(b.targets, { dtype: 'i32', device: dev });
-        const ref = beta > 0 ? noGrad(() => tokenLogprobs({
-          hidden: batchHidden(opts.refModel!, b), weight: opts.refModel!.lmHeadWeight, targets, temperature: opts.loss?.temperature,
-        }).logprobs) : null;
-        const hidden = batchHidden(model, b, opts.gradientCheckpointing ?? false);
-        const { loss, stats: s } = grpoLoss({
-          hidden, weight: model.lmHeadWeight, targets, mask: f32(b.mask), advantages: f32(b.advantages),
-          oldLogprobs: f32(b.oldLogprobs), refLogprobs: ref, seqIndex: tensor(b.seqIndex, { dtype: 'i32', device: dev }),
-          numSeqs: b.numSeqs, config: opts.loss,
+      const partAdv = advArr.slice(start, start + mb);
+      // Micro-batches: contiguous slices of the mini-batch, each with its share of the denominator.
+      const microSize = Math.ceil(part.length / accum);
+      const micros: TrainingBatch[] = [];
+      for (let m = 0; m < part.length; m += microSize) {
+        const b = buildTrainingBatch(model, part.slice(m, m + microSize), partAdv.slice(m, m + microSize));
+        if (b.rows.length) micros.push(b);
+      }
+      if (micros.length === 0) continue;  // every token masked (overlong filtering): nothing to learn
+      const share = (b: TrainingBatch) => seqMean ? new Set(b.seqIndex).size : b.mask.reduce((a, x) => a + x, 0);
+      const total = micros.reduce((a, b) => a + share(b), 0);
+      const parts: { w: number; s: GrpoStats }[] = [];
+      for (const b of micros) {
+        const w = share(b) / total;
+        const s = tidy(() => {
+          const dev = model.device;
+          const f32 = (x: Float32Array) => tensor(x, { dtype: 'f32', device: dev });
+          const targets = tensor(b.targets, { dtype: 'i32', device: dev });
+          const refLp = () => noGrad(() => {
+            const ref = opts.asReference ? model : opts.refModel!;
+            return tokenLogprobs({ hidden: batchHidden(ref, b), weight: ref.lmHeadWeight, targets, temperature: opts.loss?.temperature }).logprobs;
+          });
+          const ref = beta > 0 ? (opts.asReference ? opts.asReference(refLp) : refLp()) : null;
+          const hidden = batchHidden(model, b, opts.gradientCheckpointing ?? false);
+          const { loss, stats: st } = grpoLoss({
+            hidden, weight: model.lmHeadWeight, targets, mask: f32(b.mask), advantages: f32(b.advantages),
+            oldLogprobs: f32(b.oldLogprobs), refLogprobs: ref, seqIndex: tensor(b.seqIndex, { dtype: 'i32', device: dev }),
+            numSeqs: b.numSeqs, config: opts.loss,
+          });
+          backward(micros.length === 1 ? loss : mul(loss, w));
+          return st;
         });
-        backward(loss);
-        return s;
-      });
+        parts.push({ w, s });
+      }
       const gradNorm = clipGradNorm(optimizer.params, opts.maxGradNorm ?? Infinity);  // @fovea/core's (native f64 norm)
       optimizer.step();
       optimizer.zeroGrad();
-      updates.push({ ...stats, gradNorm, rollouts: part.length });
+      updates.push({ ...combineStats(parts), gradNorm, rollouts: part.length });
     }
   }
   const mean = (f: (u: GrpoStepStats['updates'][number]) => number) => updates.length ? updates.reduce((a, u) => a + f(u), 0) / updates.length : 0;
   return { updates, loss: mean((u) => u.loss), gradNorm: mean((u) => u.gradNorm) };
+}
+
+/** Stats of one optimizer step from its micro-batches: weighted means, token counts summed. */
+function combineStats(parts: { w: number; s: GrpoStats }[]): GrpoStats {
+  if (parts.length === 1) return parts[0].s;
+  const wm = (f: (s: GrpoStats) => number) => parts.reduce((a, p) => a + p.w * f(p.s), 0);
+  const tok = parts.reduce((a, p) => a + p.s.tokens, 0);
+  // Per-token statistics are means over tokens: weight them by each micro-batch's tokens.
+  const tm = (f: (s: GrpoStats) => number) => (tok > 0 ? parts.reduce((a, p) => a + p.s.tokens * f(p.s), 0) / tok : 0);
+  const out: GrpoStats = {
+    loss: wm((s) => s.loss), pgLoss: wm((s) => s.pgLoss), klLoss: wm((s) => s.klLoss),
+    clipFracLow: tm((s) => s.clipFracLow), clipFracHigh: tm((s) => s.clipFracHigh), clipFracDual: tm((s) => s.clipFracDual),
+    approxKl: tm((s) => s.approxKl), klRef: tm((s) => s.klRef), meanRatio: tm((s) => s.meanRatio), tokens: tok,
+  };
+  if (parts.every((p) => p.s.entropy !== undefined)) out.entropy = tm((s) => s.entropy!);
+  return out;
 }

@@ -1,17 +1,26 @@
 // The training-run config (`fovea train --config run.json`): a small declarative schema, a
 // validator that names every problem by its path (`optim.lr: expected a number > 0, got "x"`),
 // suggests the closest valid key for an unknown one, and returns the config with every default
-// filled. JSON only for now (YAML is not supported yet). Relative paths (model, data.train,
-// output) are resolved against `baseDir` (the config file's folder) so a run is reproducible
-// from wherever it is started.
+// filled. JSON or YAML (by extension: .yaml/.yml). Relative paths (model, data.train, output,
+// reward modules) are resolved against `baseDir` (the config file's folder) so a run is
+// reproducible from wherever it is started.
+// `algorithm: dapo` is GRPO with DAPO's defaults filled in UNDER what the user wrote: clip-higher
+// (loss.epsHigh 0.28), token-mean aggregation, dynamic sampling on, overlong filtering off and
+// the soft overlong punishment on when reward.softOverlong is given.
 import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
 import path from 'node:path';
-import type { GrpoConfig } from '@fovea/core';
+import type { GrpoConfig, GrpoKl } from '@fovea/core';
+import { GRPO_TEMPLATE, type GrpoTemplate, MGPO_TEMPLATE, type MgpoTemplate, checkGrpoTemplate, checkMgpoTemplate } from '../rollout/templates.js';
 import { SCHEDULE_KINDS, type ScheduleKind } from '../optim/schedules.js';
 import { ADVANTAGE_ESTIMATORS, type AdvantageEstimator } from '../algorithms/advantages.js';
 
+export const TRAIN_ALGORITHMS = ['grpo', 'dapo', 'mgpo'] as const;
+export type TrainAlgorithm = (typeof TRAIN_ALGORITHMS)[number];
+export const FORMAT_PRESETS = ['boxed', 'answer-tag', 'think', 'think-boxed', 'think-answer', 'json-bbox', 'reason-before-action'] as const;
+
 export interface TrainConfig {
-  algorithm: 'grpo' | 'mgpo';
+  algorithm: TrainAlgorithm;
   model: string;
   data: { train: string; shuffle: boolean; shuffleSeed: number; allowOutside: boolean };
   rollout: {
@@ -20,16 +29,49 @@ export interface TrainConfig {
     /** MGPO crop tool: clamp out-of-image boxes and grow small ones instead of rejecting them. */
     clampBoxes: boolean; cropMinPixels: number | null; cropMaxPixels: number | null;
   };
-  reward: { accuracy: number; custom: { module: string; export: string; weight: number } | null };
+  reward: {
+    accuracy: number;
+    /** Format reward: the presets of rewards/format.ts that a response must satisfy. */
+    format: { weight: number; rules: string[]; scope: 'final' | 'every-turn'; scoring: 'all' | 'fraction' } | null;
+    /** IoU of the crop box (original frame) with the row's bbox; rows without bbox score 0. */
+    iou: { weight: number; threshold: number | null } | null;
+    /** LLM-as-judge over an OpenAI-compatible endpoint (off unless given). */
+    judge: { weight: number; baseUrl: string; model: string; apiKeyEnv: string | null; timeoutMs: number; retries: number; onFailure: 'zero' | 'throw' } | null;
+    /** MMSearch-R1: a correct answer that used search loses this fraction of its accuracy score. */
+    searchPenalty: number | null;
+    /** DAPO soft overlong punishment on the sampled response length (tokens of every turn). */
+    softOverlong: { maxLength: number; cacheLength: number; factor: number } | null;
+    custom: { module: string; export: string; weight: number } | null;
+  };
+  filters: {
+    /** DAPO: drop groups whose rewards are all equal and draw more prompts, up to maxRounds rounds. */
+    dynamicSampling: { enabled: boolean; maxRounds: number };
+    /** DAPO overlong filtering: truncated responses get loss mask 0 (they still count in their group's advantages). */
+    overlong: boolean;
+    /** Offline rejection sampling before step 1: keep rows whose pass rate over `samples` is in (min, max). */
+    rejectionSampling: { samples: number; min: number; max: number } | null;
+  };
+  /** Chat templates of the rollouts (defaults: rollout/templates.ts). */
+  templates: { mgpo: MgpoTemplate; grpo: GrpoTemplate };
+  /** LoRA adapters: only they are trained; checkpoints hold the adapter (PEFT layout). */
+  lora: { rank: number; alpha: number; dropout: number; targets: string[]; seed: number } | null;
+  /** Greedy validation on a held-out JSONL every `every` steps (0: only after the last step). */
+  validation: { data: string; every: number; limit: number | null; maxNewTokens: number | null } | null;
   advantage: { estimator: AdvantageEstimator };
   optim: {
     lr: number; weightDecay: number; betas: [number, number]; eps: number; maxGradNorm: number | null;
     schedule: { kind: ScheduleKind; warmupSteps: number; minRatio: number; floor: number; steepness: number };
     ppoEpochs: number; miniBatchSize: number | null; gradientCheckpointing: boolean;
+    /** Micro-batches per optimizer step (gradient accumulation; 1 = off). */
+    gradAccumulation: number;
   };
   steps: number;
   promptsPerStep: number;
-  loss: Omit<GrpoConfig, 'beta' | 'kl' | 'chunkTokens'>;
+  loss: Omit<GrpoConfig, 'beta' | 'kl' | 'chunkTokens' | 'dualClip' | 'normLength'> & {
+    dualClip: number | null; normLength: number | null;
+    /** KL to the frozen reference policy (the starting model): coefficient and estimator. */
+    beta: number; kl: GrpoKl;
+  };
   checkpoint: { every: number; keepLast: number };
   output: string;
   /** Rollout samples shown in the report per step (0: none). */
@@ -38,18 +80,19 @@ export interface TrainConfig {
 
 // ---- schema ----
 type Spec =
-  | { t: 'string'; def?: string; path?: boolean }
+  | { t: 'string'; def?: string | null; path?: boolean; allowEmpty?: boolean; nullable?: boolean }
   | { t: 'int'; min: number; def?: number | null; nullable?: boolean }
   | { t: 'num'; min?: number; max?: number; gt?: number; def?: number | null; nullable?: boolean }
   | { t: 'bool'; def: boolean }
   | { t: 'enum'; values: readonly string[]; def?: string }
   | { t: 'pair'; def: [number, number] }
+  | { t: 'strings'; def?: string[]; values?: readonly string[]; nonEmpty?: boolean }
   | { t: 'obj'; fields: Record<string, Spec>; optional?: boolean };
 
 const opt = <T extends Spec>(s: T) => s;
 const SCHEMA: Spec = {
   t: 'obj', fields: {
-    algorithm: { t: 'enum', values: ['grpo', 'mgpo'], def: 'grpo' },
+    algorithm: { t: 'enum', values: TRAIN_ALGORITHMS, def: 'grpo' },
     model: { t: 'string', path: true },
     data: { t: 'obj', fields: {
       train: { t: 'string', path: true },
@@ -75,10 +118,44 @@ const SCHEMA: Spec = {
     } },
     reward: { t: 'obj', fields: {
       accuracy: { t: 'num', min: 0, def: 1 },
+      format: { t: 'obj', optional: true, fields: {
+        weight: { t: 'num', def: 0.5 }, rules: { t: 'strings', values: FORMAT_PRESETS, nonEmpty: true },
+        scope: { t: 'enum', values: ['final', 'every-turn'], def: 'final' }, scoring: { t: 'enum', values: ['all', 'fraction'], def: 'all' },
+      } },
+      iou: { t: 'obj', optional: true, fields: { weight: { t: 'num', def: 1 }, threshold: opt({ t: 'num', min: 0, max: 1, def: null, nullable: true }) } },
+      judge: { t: 'obj', optional: true, fields: {
+        weight: { t: 'num', def: 1 }, baseUrl: { t: 'string' }, model: { t: 'string' },
+        apiKeyEnv: opt({ t: 'string', def: null, nullable: true }), timeoutMs: { t: 'int', min: 1, def: 30_000 }, retries: { t: 'int', min: 0, def: 3 },
+        onFailure: { t: 'enum', values: ['zero', 'throw'], def: 'throw' },
+      } },
+      searchPenalty: opt({ t: 'num', min: 0, max: 1, def: null, nullable: true }),
+      softOverlong: { t: 'obj', optional: true, fields: {
+        maxLength: { t: 'int', min: 1 }, cacheLength: { t: 'int', min: 1 }, factor: { t: 'num', min: 0, def: 1 },
+      } },
       // A reward function from a module (loadCustomReward), added with its weight.
       custom: { t: 'obj', optional: true, fields: {
         module: { t: 'string', path: true }, export: { t: 'string', def: 'default' }, weight: { t: 'num', def: 1 },
       } },
+    } },
+    filters: { t: 'obj', fields: {
+      dynamicSampling: { t: 'obj', fields: { enabled: { t: 'bool', def: false }, maxRounds: { t: 'int', min: 1, def: 4 } } },
+      overlong: { t: 'bool', def: false },
+      rejectionSampling: { t: 'obj', optional: true, fields: {
+        samples: { t: 'int', min: 2, def: 4 }, min: { t: 'num', min: 0, max: 1, def: 0 }, max: { t: 'num', min: 0, max: 1, def: 1 },
+      } },
+    } },
+    templates: { t: 'obj', fields: {
+      mgpo: { t: 'obj', fields: Object.fromEntries(Object.entries(MGPO_TEMPLATE).map(([k, v]) => [k, { t: 'string', def: v, allowEmpty: true }])) },
+      grpo: { t: 'obj', fields: Object.fromEntries(Object.entries(GRPO_TEMPLATE).map(([k, v]) => [k, { t: 'string', def: v, allowEmpty: true }])) },
+    } },
+    lora: { t: 'obj', optional: true, fields: {
+      rank: { t: 'int', min: 1, def: 8 }, alpha: { t: 'num', gt: 0, def: 16 }, dropout: { t: 'num', min: 0, max: 0.99, def: 0 },
+      targets: { t: 'strings', def: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'], nonEmpty: true },
+      seed: { t: 'int', min: 0, def: 0 },
+    } },
+    validation: { t: 'obj', optional: true, fields: {
+      data: { t: 'string', path: true }, every: { t: 'int', min: 0, def: 0 },
+      limit: opt({ t: 'int', min: 1, def: null, nullable: true }), maxNewTokens: opt({ t: 'int', min: 1, def: null, nullable: true }),
     } },
     advantage: { t: 'obj', fields: { estimator: { t: 'enum', values: ADVANTAGE_ESTIMATORS, def: 'grpo' } } },
     optim: { t: 'obj', fields: {
@@ -97,6 +174,7 @@ const SCHEMA: Spec = {
       ppoEpochs: { t: 'int', min: 1, def: 1 },
       miniBatchSize: opt({ t: 'int', min: 1, def: null, nullable: true }),
       gradientCheckpointing: { t: 'bool', def: false },
+      gradAccumulation: { t: 'int', min: 1, def: 1 },
     } },
     steps: { t: 'int', min: 1 },
     promptsPerStep: { t: 'int', min: 1, def: 1 },
@@ -108,6 +186,8 @@ const SCHEMA: Spec = {
       aggregation: { t: 'enum', values: ['token-mean', 'seq-mean-token-mean', 'seq-mean-token-sum', 'seq-mean-token-sum-norm'], def: 'token-mean' },
       normLength: opt({ t: 'int', min: 1, def: null, nullable: true }),
       computeEntropy: { t: 'bool', def: false },
+      beta: { t: 'num', min: 0, def: 0 },
+      kl: { t: 'enum', values: ['k1', 'k2', 'k3'], def: 'k3' },
     } },
     checkpoint: { t: 'obj', fields: { every: { t: 'int', min: 0, def: 50 }, keepLast: { t: 'int', min: 1, def: 3 } } },
     output: { t: 'string', path: true },
@@ -157,8 +237,15 @@ function check(spec: Spec, v: unknown, at: string, baseDir: string, errors: stri
   if (v === undefined) { errors.push(`${at}: required, expected ${describe(spec)}`); return undefined; }
   switch (spec.t) {
     case 'string':
-      if (typeof v !== 'string' || v === '') return bad('a non-empty string');
+      if (v === null && spec.nullable) return null;
+      if (typeof v !== 'string' || (v === '' && !spec.allowEmpty)) return bad(spec.allowEmpty ? 'a string' : 'a non-empty string');
       return spec.path ? path.resolve(baseDir, v) : v;
+    case 'strings': {
+      if (!Array.isArray(v) || v.some((x) => typeof x !== 'string' || x === '') || (spec.nonEmpty && v.length === 0)) return bad(`a${spec.nonEmpty ? ' non-empty' : ''} list of strings`);
+      const unknown = spec.values ? (v as string[]).filter((x) => !spec.values!.includes(x)) : [];
+      if (unknown.length) return bad(`a list of ${spec.values!.map((x) => JSON.stringify(x)).join(', ')}`);
+      return v;
+    }
     case 'bool': return typeof v === 'boolean' ? v : bad('true or false');
     case 'enum': return typeof v === 'string' && spec.values.includes(v) ? v : bad(`one of ${spec.values.map((s) => JSON.stringify(s)).join(', ')}`);
     case 'pair':
@@ -179,15 +266,23 @@ function describe(spec: Spec): string {
   }
   if (spec.t === 'string') return spec.path ? 'a path (string)' : 'a string';
   if (spec.t === 'enum') return `one of ${spec.values.join(', ')}`;
+  if (spec.t === 'strings') return 'a list of strings';
   return spec.t;
 }
 
 /** Validates a parsed config object; throws one Error listing every problem. */
 export function validateTrainConfig(raw: unknown, baseDir = process.cwd()): TrainConfig {
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`train config: expected a JSON object at the top level, got ${show(raw)}`);
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`train config: expected an object (a JSON object or YAML mapping) at the top level, got ${show(raw)}`);
   const errors: string[] = [];
-  const cfg = check(SCHEMA, raw, '', baseDir, errors) as TrainConfig;
+  const cfg = check(SCHEMA, (raw as { algorithm?: unknown }).algorithm === 'dapo' ? withDapoDefaults(raw as Record<string, unknown>) : raw, '', baseDir, errors) as TrainConfig;
   if (errors.length === 0) {
+    try { checkMgpoTemplate(cfg.templates.mgpo); checkGrpoTemplate(cfg.templates.grpo); } catch (e) { errors.push(`templates: ${(e as Error).message}`); }
+    const rs = cfg.filters.rejectionSampling;
+    if (rs && !(rs.min < rs.max)) errors.push(`filters.rejectionSampling: expected min < max, got min ${rs.min} and max ${rs.max}`);
+    const so = cfg.reward.softOverlong;
+    if (so && so.cacheLength >= so.maxLength) errors.push(`reward.softOverlong.cacheLength: expected < maxLength (${so.maxLength}), got ${so.cacheLength}`);
+    if (cfg.reward.iou && cfg.algorithm !== 'mgpo') errors.push('reward.iou: needs algorithm "mgpo" (the IoU is of the crop tool\'s box)');
+    if (cfg.optim.gradientCheckpointing && cfg.lora && cfg.lora.dropout > 0) errors.push('lora.dropout: must be 0 with optim.gradientCheckpointing (the recomputed forward would draw new dropout masks)');
     if (cfg.loss.aggregation === 'seq-mean-token-sum-norm' && cfg.loss.normLength == null) errors.push('loss.normLength: required when loss.aggregation is "seq-mean-token-sum-norm"');
     if (cfg.optim.schedule.warmupSteps > cfg.steps) errors.push(`optim.schedule.warmupSteps: expected <= steps (${cfg.steps}), got ${cfg.optim.schedule.warmupSteps}`);
   }
@@ -195,15 +290,37 @@ export function validateTrainConfig(raw: unknown, baseDir = process.cwd()): Trai
   return cfg;
 }
 
-/** Reads and validates a JSON config file; relative paths resolve against the file's folder. */
+/** DAPO's defaults, filled under the user's own values. */
+function withDapoDefaults(raw: Record<string, unknown>): Record<string, unknown> {
+  const sub = (k: string) => (raw[k] && typeof raw[k] === 'object' && !Array.isArray(raw[k]) ? raw[k] as Record<string, unknown> : undefined);
+  const loss = sub('loss'), filters = sub('filters');
+  if (raw.loss !== undefined && !loss) return raw;        // let the validator report the bad value
+  if (raw.filters !== undefined && !filters) return raw;
+  const ds = filters?.dynamicSampling;
+  if (ds !== undefined && (ds === null || typeof ds !== 'object' || Array.isArray(ds))) return raw;
+  return {
+    ...raw,
+    loss: { epsHigh: 0.28, aggregation: 'token-mean', ...loss },
+    filters: { ...filters, dynamicSampling: { enabled: true, ...(ds as object | undefined) } },
+  };
+}
+
+/** Parses config text: YAML for .yaml/.yml files, else JSON. */
+export function parseConfigText(text: string, file: string): unknown {
+  if (/\.ya?ml$/i.test(file)) {
+    try { return parseYaml(text, { uniqueKeys: true, prettyErrors: true }); } catch (e) {
+      throw new Error(`config: ${file} is not valid YAML (${(e as Error).message.split('\n')[0]})`);
+    }
+  }
+  try { return JSON.parse(text); } catch (e) { throw new Error(`config: ${file} is not valid JSON (${(e as Error).message})`); }
+}
+
+/** Reads and validates a JSON or YAML config file; relative paths resolve against the file's folder. */
 export function loadTrainConfig(file: string): TrainConfig {
   const abs = path.resolve(file);
-  if (/\.ya?ml$/i.test(abs)) throw new Error(`train config: ${abs}: YAML configs are not supported yet; write the config as JSON`);
   let text: string;
   try { text = readFileSync(abs, 'utf8'); } catch (e) {
     throw new Error(`train config: cannot read ${abs} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
-  let raw: unknown;
-  try { raw = JSON.parse(text); } catch (e) { throw new Error(`train config: ${abs} is not valid JSON (${(e as Error).message})`); }
-  return validateTrainConfig(raw, path.dirname(abs));
+  return validateTrainConfig(parseConfigText(text, abs), path.dirname(abs));
 }
