@@ -219,6 +219,9 @@ describe('SVG line plots', () => {
   it('puts round ticks inside the range', () => {
     expect(niceTicks(0, 10, 5)).toEqual([0, 2, 4, 6, 8, 10]);
     expect(niceTicks(0.13, 0.92, 4)).toEqual([0.2, 0.4, 0.6, 0.8]);
+    // A range below float resolution is flat (it once looped until the array overflowed).
+    expect(niceTicks(0.2, 0.20000000000000004)).toEqual([0.2]);
+    expect(niceTicks(1e6, 1e6 + 1e-7)).toEqual([1e6]);
     expect(niceTicks(-3, 3, 3)).toEqual([-2, 0, 2]);
   });
 

@@ -14,7 +14,8 @@ import { SGD, type Tensor } from '@fovea/core';
 import { Qwen2_5_VL } from '@fovea/models';
 import { validateTrainConfig } from '../src/train/config.js';
 import { train, METRICS_FILE } from '../src/train/trainer.js';
-import { grpoStep } from '../src/algorithms/grpoStep.js';
+import { aggregationWeights, batchHidden, buildTrainingBatch, entropyTerm, grpoStep } from '../src/algorithms/grpoStep.js';
+import { noGrad } from '@fovea/core';
 import type { Rollout } from '../src/rollout/rollout.js';
 import { readMetrics } from '../src/metrics/jsonl.js';
 import { listCheckpointDirs } from '../src/checkpoint/checkpoint.js';
@@ -131,6 +132,31 @@ describe('gradient accumulation', () => {
   }, 120_000);
 });
 
+describe('entropy bonus', () => {
+  it('aggregation weights follow the fused loss (token-mean and seq-mean sum to 1)', () => {
+    const b = { mask: Float32Array.from([1, 1, 0, 1, 1, 1]), seqIndex: Int32Array.from([0, 0, 0, 1, 1, 2]), numSeqs: 3 };
+    const tm = aggregationWeights(b, { aggregation: 'token-mean' });
+    expect(Array.from(tm)).toEqual([0.2, 0.2, 0, 0.2, 0.2, 0.2].map((x) => Math.fround(x)));
+    const sm = aggregationWeights(b, { aggregation: 'seq-mean-token-mean' });
+    expect(Array.from(sm).map((x) => +x.toFixed(6))).toEqual([1 / 6, 1 / 6, 0, 1 / 6, 1 / 6, 1 / 3].map((x) => +x.toFixed(6)));
+  });
+  it('with zero advantages, a step with entropyCoef > 0 raises the policy entropy on the loss tokens', async () => {
+    const vocab = JSON.parse(readFileSync(join(modelDir, 'config.json'), 'utf8')).vocab_size as number;
+    const rollouts = craftedRollouts(4, vocab, 5);
+    const adv = [0, 0, 0, 0];
+    const m = await Qwen2_5_VL.fromPretrained(modelDir);
+    try {
+      const b = buildTrainingBatch(m, rollouts, adv);
+      const H = () => noGrad(() => entropyTerm(batchHidden(m, b), m.lmHeadWeight, b, {}).item());
+      const before = H();
+      expect(before).toBeGreaterThan(0);
+      grpoStep(m, new SGD(m.parameters(), { lr: 0.5 }), rollouts, adv, { entropyCoef: 1 });
+      expect(H()).toBeGreaterThan(before + 1e-4);
+      expect(() => grpoStep(m, new SGD(m.parameters(), { lr: 0.5 }), rollouts, adv, { entropyCoef: -1 })).toThrow(/entropyCoef must be a finite number >= 0/);
+    } finally { m.dispose(); }
+  }, 60_000);
+});
+
 describe('run features', () => {
   it('DAPO: dynamic sampling, soft overlong punishment, format reward and KL to a frozen reference', async () => {
     const cfg = validateTrainConfig(raw('dapo', 'dapo', {
@@ -139,7 +165,7 @@ describe('run features', () => {
         format: { weight: 0.5, rules: ['boxed'] }, softOverlong: { maxLength: 8, cacheLength: 4, factor: 0.5 },
       },
       filters: { dynamicSampling: { maxRounds: 3 } },
-      loss: { beta: 0.05, kl: 'k3', computeEntropy: true },
+      loss: { beta: 0.05, kl: 'k3', computeEntropy: true, entropyCoef: 0.01 },
       rollout: { G: 3, maxNewTokens: 6, sampling: { temperature: 1, seed: 5 } },
     }));
     const warnings: string[] = [];
@@ -210,6 +236,32 @@ describe('run features', () => {
     const sha = (run: string) => JSON.parse(readFileSync(join(tmp, run, 'checkpoint-2', 'complete.json'), 'utf8')).files['model/adapter_model.safetensors'].sha256;
     expect(sha('lora-resume')).toBe(sha('lora'));
   }, 180_000);
+
+  it('greedy validation every N steps with the run\'s templates (val_* metrics on those steps only)', async () => {
+    await train(validateTrainConfig(raw('mgpo', 'val', {
+      data: { train: boxData, shuffleSeed: 3 }, steps: 3, validation: { data: boxData, every: 2, maxNewTokens: 4 },
+    })));
+    const recs = readMetrics(join(tmp, 'val', METRICS_FILE)).records;
+    expect(recs.map((r) => r.val_accuracy === undefined)).toEqual([true, false, false]);   // steps 2 and 3 (the last)
+    for (const r of recs.slice(1)) {
+      expect(r.val_accuracy).toBeGreaterThanOrEqual(0);
+      expect(r.val_valid_box_ratio).toBeGreaterThanOrEqual(0);
+      expect(r.val_iou).toBeGreaterThanOrEqual(0);
+    }
+    expect(() => validateTrainConfig({ ...base, algorithm: 'search', search: { corpus: 'c.jsonl' }, validation: { data: 'v' } })).toThrow(/validation: not supported with algorithm "search"/);
+  }, 120_000);
+
+  it('algorithm "search": multi-turn rollouts over a local BM25 corpus run end to end', async () => {
+    expect(() => validateTrainConfig({ ...base, algorithm: 'search' })).toThrow(/search: required when algorithm is "search"/);
+    expect(() => validateTrainConfig({ ...base, search: { corpus: 'c' } })).toThrow(/search: only used by algorithm "search"/);
+    await train(validateTrainConfig(raw('search', 'search', {
+      search: { corpus: join(import.meta.dirname, 'fixtures', 'search_corpus', 'corpus.jsonl'), maxTurns: 2 },
+      reward: { accuracy: 1, searchPenalty: 0.1, custom: { module: rewardModule, export: 'byLength', weight: 1 } },
+    })));
+    const recs = readMetrics(join(tmp, 'search', METRICS_FILE)).records;
+    expect(recs.map((r) => r.step)).toEqual([1, 2]);
+    for (const r of recs) { expect(r.turns).toBeGreaterThanOrEqual(1); expect(r.turns).toBeLessThanOrEqual(2); }
+  }, 120_000);
 
   it('offline rejection sampling fails clearly when the starting model solves no row sometimes-but-not-always', async () => {
     const cfg = validateTrainConfig(raw('grpo', 'reject', { filters: { rejectionSampling: { samples: 2 } } }));

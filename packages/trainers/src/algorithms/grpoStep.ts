@@ -20,9 +20,13 @@
 // for the seq-mean aggregations), so the accumulated gradient equals the one of the whole
 // mini-batch in a single pass (tested). With beta > 0 the reference model's log-probs come from
 // tokenLogprobs over the reference model's hidden rows (no gradient).
+// Entropy bonus (entropyCoef c > 0): loss −= c · Σ_i w_i H_i with the fused loss's aggregation
+// weights w_i (token-mean: m_i/Σm; seq-mean-token-mean: m_i/(count_s·S); ...) and H_i the entropy
+// of the (temperature-scaled) policy at token i. It is computed with plain autograd ops over the
+// full [N, V] logits of the mini-batch (not fused: only use it with modest batches).
 import {
-  type AdamW, type GrpoConfig, type GrpoStats, type SGD, type Tensor, backward, clipGradNorm, grpoLoss, indexSelect, mul, noGrad,
-  tensor, tidy, tokenLogprobs,
+  type AdamW, type GrpoConfig, type GrpoStats, type SGD, type Tensor, backward, clipGradNorm, exp, grpoLoss, indexSelect, linear,
+  logSoftmax, mul, neg, noGrad, sub, sum, tensor, tidy, tokenLogprobs,
 } from '@fovea/core';
 import { type GridThw, type Qwen2_5_VL, getRopeIndexPacked } from '@fovea/models';
 import type { Rollout } from '../rollout/rollout.js';
@@ -111,6 +115,8 @@ export interface GrpoStepOptions {
   /** Global gradient-norm clip (default off; MGPO used 1.0). */
   maxGradNorm?: number;
   gradientCheckpointing?: boolean;
+  /** Entropy bonus coefficient (default 0: off). See the file comment. */
+  entropyCoef?: number;
   /** Micro-batches per mini-batch, gradients accumulated before one optimizer step (default 1). */
   gradAccumulation?: number;
   /** Frozen reference policy for the KL term (needed when loss.beta > 0). */
@@ -143,6 +149,8 @@ export function grpoStep(
   if (!Number.isInteger(accum) || accum < 1) throw new Error(`${op}: gradAccumulation must be a positive integer, got ${accum}`);
   if (beta > 0 && !opts.refModel && !opts.asReference) throw new Error(`${op}: loss.beta = ${beta} > 0 needs opts.refModel (the frozen reference policy) or opts.asReference`);
   const seqMean = (opts.loss?.aggregation ?? 'token-mean') !== 'token-mean';
+  const entropyCoef = opts.entropyCoef ?? 0;
+  if (!(entropyCoef >= 0) || !Number.isFinite(entropyCoef)) throw new Error(`${op}: entropyCoef must be a finite number >= 0, got ${entropyCoef}`);
   const updates: GrpoStepStats['updates'] = [];
   const advArr = Array.from(advantages);
   for (let e = 0; e < epochs; e++) {
@@ -177,7 +185,8 @@ export function grpoStep(
             oldLogprobs: f32(b.oldLogprobs), refLogprobs: ref, seqIndex: tensor(b.seqIndex, { dtype: 'i32', device: dev }),
             numSeqs: b.numSeqs, config: opts.loss,
           });
-          backward(micros.length === 1 ? loss : mul(loss, w));
+          const total = entropyCoef > 0 ? sub(loss, mul(entropyTerm(hidden, model.lmHeadWeight, b, opts.loss ?? {}), entropyCoef)) : loss;
+          backward(micros.length === 1 ? total : mul(total, w));
           return st;
         });
         parts.push({ w, s });
@@ -206,4 +215,37 @@ function combineStats(parts: { w: number; s: GrpoStats }[]): GrpoStats {
   };
   if (parts.every((p) => p.s.entropy !== undefined)) out.entropy = tm((s) => s.entropy!);
   return out;
+}
+
+/** The fused loss's per-token aggregation weights w_i (see grpo_loss.h), on the host. */
+export function aggregationWeights(b: Pick<TrainingBatch, 'mask' | 'seqIndex' | 'numSeqs'>, cfg: GrpoConfig): Float32Array {
+  const n = b.mask.length, w = new Float32Array(n);
+  const agg = cfg.aggregation ?? 'token-mean';
+  if (agg === 'token-mean') {
+    const tot = b.mask.reduce((a, x) => a + x, 0);
+    for (let i = 0; i < n; i++) w[i] = tot > 0 ? b.mask[i] / tot : 0;
+    return w;
+  }
+  if (agg === 'seq-mean-token-sum-norm') {
+    for (let i = 0; i < n; i++) w[i] = b.mask[i] / (cfg.normLength ?? 1);
+    return w;
+  }
+  const cnt = new Float64Array(b.numSeqs);
+  for (let i = 0; i < n; i++) cnt[b.seqIndex[i]] += b.mask[i];
+  const S = cnt.reduce((a, c) => a + (c > 0 ? 1 : 0), 0);
+  for (let i = 0; i < n; i++) {
+    const c = cnt[b.seqIndex[i]];
+    w[i] = S === 0 || c <= 0 ? 0 : agg === 'seq-mean-token-mean' ? b.mask[i] / (c * S) : b.mask[i] / S;
+  }
+  return w;
+}
+
+/** Σ_i w_i H_i over the batch's loss tokens: the aggregated policy entropy (differentiable). */
+export function entropyTerm(hidden: Tensor, weight: Tensor, b: TrainingBatch, cfg: GrpoConfig): Tensor {
+  const T = cfg.temperature ?? 1;
+  const logits = T === 1 ? linear(hidden, weight) : mul(linear(hidden, weight), 1 / T);
+  const logp = logSoftmax(logits, -1);
+  const H = neg(sum(mul(exp(logp), logp), -1));            // [N]
+  const w = tensor(aggregationWeights(b, cfg), { dtype: 'f32', device: hidden.device });
+  return sum(mul(H, w));
 }

@@ -8,6 +8,12 @@
 // log (how MetricsWriter stores NaN/±Infinity) and missing values are gaps in the line. All text
 // that comes from the run (title, metric names, rollout text) is HTML-escaped: rollouts are model
 // output and may contain anything, `<script>` included.
+//
+// Rollout samples are cards (step, reward, correct/valid/IoU tags, pictures, each turn's text):
+// the last `maxSamples` are kept, newest step first, and pictures are inlined newest-first until
+// their PNG bytes reach `maxSampleImageBytes`, so the file stays a few MB however long the run.
+// Pictures come from sampleImage.ts (boxes already drawn, downscaled); every one is checked to be
+// a PNG and only base64 characters reach a src attribute.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { readMetrics, type MetricsRecord } from '../metrics/jsonl.js';
@@ -16,20 +22,47 @@ import { escapeXml, formatNumber, linePlot } from './svgPlot.js';
 
 export const REPORT_FILE = 'report.html';
 
+/** A picture on a sample card: PNG bytes, or the PNG as base64 (no data: prefix). */
+export interface ReportImage {
+  png: Uint8Array | string;
+  caption?: string;
+}
+
 export interface ReportSample {
   step: number;
+  /** The rollout's text (all turns); shown when `turns` is absent. */
   text: string;
   reward: number;
-  /** A PNG as base64 (no data: prefix). */
+  /** The assistant turns, each shown as its own block (instead of `text`). */
+  turns?: readonly string[];
+  /** Pictures for the card (renderSampleImage's output: the boxes are already drawn on them). */
+  images?: readonly ReportImage[];
+  /** Legacy single picture: a PNG as base64 (no data: prefix); `box` (an array) is overlaid on it. */
   imagePngBase64?: string;
-  /** [x1, y1, x2, y2] in the PNG's pixels. */
-  box?: readonly [number, number, number, number] | readonly number[];
+  /** An array: [x1, y1, x2, y2] in imagePngBase64's pixels, drawn over it. An object: the model's
+   * box in the frame it saw and in original pixels, shown as text. */
+  box?: readonly [number, number, number, number] | readonly number[] | { model?: readonly number[]; original?: readonly number[] };
+  /** Was the tool call's box valid. */
+  valid?: boolean;
+  /** IoU of the model's box with the ground truth. */
+  iou?: number;
+  /** Did the final answer score as correct. */
+  correct?: boolean;
 }
+
+export const DEFAULT_MAX_SAMPLES = 24;
+/** Default budget for the decoded bytes of all sample pictures in one report. */
+export const DEFAULT_MAX_SAMPLE_IMAGE_BYTES = 4 * 1024 * 1024;
 
 export interface ReportOptions {
   metricsFile: string;
   title: string;
   samples?: ReportSample[];
+  /** Keep only the last N samples (default 24); the newest are shown first. */
+  maxSamples?: number;
+  /** Pictures of the newest samples are kept until their PNG bytes reach this total (default 4 MiB);
+   * older samples are shown without pictures, with a note. */
+  maxSampleImageBytes?: number;
   /** While the run is going: add <meta http-equiv="refresh"> with this period (default 30 s when running). */
   running?: boolean;
   refreshSeconds?: number;
@@ -102,47 +135,130 @@ export function pngSize(png: Uint8Array): { width: number; height: number } | nu
   return width > 0 && height > 0 ? { width, height } : null;
 }
 
-function sampleHtml(s: ReportSample, i: number): string {
+/** A picture's bytes as checked base64 and its size; throws naming `where` when it is not a PNG. */
+function pngBase64(png: Uint8Array | string, where: string): { b64: string; bytes: number; width: number; height: number } {
+  let b64: string;
+  let bytes: Buffer;
+  if (png instanceof Uint8Array) {
+    bytes = Buffer.from(png.buffer, png.byteOffset, png.byteLength);
+    b64 = bytes.toString('base64');
+  } else if (typeof png === 'string') {
+    b64 = png.replace(/\s+/g, '');
+    // Only base64 characters may reach the attribute (nothing can break out of src="…").
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64)) throw new Error(`${where} is not base64`);
+    bytes = Buffer.from(b64, 'base64');
+  } else throw new Error(`${where} must be PNG bytes (Uint8Array) or a base64 string, got ${typeof png}`);
+  const size = pngSize(bytes);
+  if (!size) throw new Error(`${where} is not a PNG (bad signature or IHDR)`);
+  return { b64, bytes: bytes.byteLength, ...size };
+}
+
+function checkBoxArray(b: unknown, where: string): number[] {
+  if (!Array.isArray(b) || b.length !== 4 || !b.every((v) => typeof v === 'number' && Number.isFinite(v))) {
+    throw new Error(`${where} must be [x1, y1, x2, y2] of finite numbers, got ${JSON.stringify(b)}`);
+  }
+  return b as number[];
+}
+
+interface CheckedImage { b64: string; bytes: number; width: number; height: number; caption: string; overlay?: number[] }
+
+/** Validates one sample; returns its pictures (legacy imagePngBase64 first) for the byte budget. */
+function checkSample(s: ReportSample, i: number): CheckedImage[] {
   const where = `writeReport: samples[${i}]`;
-  if (!s || typeof s !== 'object') throw new Error(`${where} must be an object {step, text, reward, imagePngBase64?, box?}`);
+  if (!s || typeof s !== 'object') throw new Error(`${where} must be an object {step, text, reward, turns?, images?, box?}`);
   if (!Number.isFinite(s.step)) throw new Error(`${where}.step must be a number, got ${JSON.stringify(s.step)}`);
   if (typeof s.text !== 'string') throw new Error(`${where}.text must be a string`);
-  const reward = typeof s.reward === 'number' ? formatNumber(s.reward) : 'n/a';
-  let img = '';
-  if (s.imagePngBase64 !== undefined) {
-    const b64 = String(s.imagePngBase64).replace(/\s+/g, '');
-    // Only base64 characters may reach the attribute (nothing can break out of src="…").
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64)) throw new Error(`${where}.imagePngBase64 is not base64`);
-    const size = pngSize(Buffer.from(b64, 'base64'));
-    if (!size) throw new Error(`${where}.imagePngBase64 is not a PNG (bad signature or IHDR)`);
-    let overlay = '';
-    let boxText = '';
-    if (s.box !== undefined) {
-      const b = s.box as readonly number[];
-      if (!Array.isArray(b) || b.length !== 4 || !b.every((v) => Number.isFinite(v))) {
-        throw new Error(`${where}.box must be [x1, y1, x2, y2] of finite numbers, got ${JSON.stringify(s.box)}`);
-      }
-      const [x1, y1, x2, y2] = b;
-      const x = Math.min(x1, x2), y = Math.min(y1, y2), w = Math.abs(x2 - x1), h = Math.abs(y2 - y1);
-      // viewBox in the PNG's pixels, stretched over the <img>: the rect lands on the box's pixels.
-      overlay = `<svg class="box" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${size.width} ${size.height}" preserveAspectRatio="none">`
-        + `<rect x="${x}" y="${y}" width="${w}" height="${h}" fill="none" stroke="#ef4444" stroke-width="${Math.max(2, size.width / 200)}" vector-effect="non-scaling-stroke"/></svg>`;
-      boxText = ` · box [${b.map(formatNumber).join(', ')}]`;
-    }
-    img = `<div class="img"><img alt="rollout image ${size.width}×${size.height}" src="data:image/png;base64,${b64}"/>${overlay}</div>`
-      + `<div class="meta">${size.width}×${size.height}${escapeXml(boxText)}</div>`;
-  } else if (s.box !== undefined) {
-    img = `<div class="meta">box ${escapeXml(JSON.stringify(s.box))} (no image)</div>`;
+  if (s.turns !== undefined && (!Array.isArray(s.turns) || !s.turns.every((t) => typeof t === 'string'))) throw new Error(`${where}.turns must be an array of strings`);
+  if (s.iou !== undefined && typeof s.iou !== 'number') throw new Error(`${where}.iou must be a number`);
+  for (const k of ['valid', 'correct'] as const) if (s[k] !== undefined && typeof s[k] !== 'boolean') throw new Error(`${where}.${k} must be a boolean`);
+  const out: CheckedImage[] = [];
+  let arrayBox: number[] | undefined;
+  if (Array.isArray(s.box)) arrayBox = checkBoxArray(s.box, `${where}.box`);
+  else if (s.box !== undefined) {
+    const b = s.box as { model?: unknown; original?: unknown };
+    if (typeof b !== 'object' || b === null) throw new Error(`${where}.box must be [x1, y1, x2, y2] or {model?, original?}`);
+    if (b.model !== undefined) checkBoxArray(b.model, `${where}.box.model`);
+    if (b.original !== undefined) checkBoxArray(b.original, `${where}.box.original`);
   }
-  return `<div class="sample"><div class="meta">step ${escapeXml(formatNumber(s.step))} · reward ${escapeXml(reward)}</div>${img}<pre>${escapeXml(s.text)}</pre></div>`;
+  if (s.imagePngBase64 !== undefined) {
+    const p = pngBase64(String(s.imagePngBase64), `${where}.imagePngBase64`);
+    out.push({ ...p, caption: `${p.width}×${p.height}${arrayBox ? ` · box [${arrayBox.map(formatNumber).join(', ')}]` : ''}`, overlay: arrayBox });
+  }
+  if (s.images !== undefined) {
+    if (!Array.isArray(s.images)) throw new Error(`${where}.images must be an array of {png, caption?}`);
+    s.images.forEach((im, k) => {
+      if (!im || typeof im !== 'object') throw new Error(`${where}.images[${k}] must be {png, caption?}`);
+      if (im.caption !== undefined && typeof im.caption !== 'string') throw new Error(`${where}.images[${k}].caption must be a string`);
+      const p = pngBase64(im.png, `${where}.images[${k}].png`);
+      out.push({ ...p, caption: im.caption ?? `${p.width}×${p.height}` });
+    });
+  }
+  return out;
+}
+
+function imageHtml(im: CheckedImage): string {
+  let overlay = '';
+  if (im.overlay) {
+    const [x1, y1, x2, y2] = im.overlay;
+    const x = Math.min(x1, x2), y = Math.min(y1, y2), w = Math.abs(x2 - x1), h = Math.abs(y2 - y1);
+    // viewBox in the PNG's pixels, stretched over the <img>: the rect lands on the box's pixels.
+    overlay = `<svg class="box" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${im.width} ${im.height}" preserveAspectRatio="none">`
+      + `<rect x="${x}" y="${y}" width="${w}" height="${h}" fill="none" stroke="#ef4444" stroke-width="${Math.max(2, im.width / 200)}" vector-effect="non-scaling-stroke"/></svg>`;
+  }
+  return `<figure><div class="img"><img alt="rollout image ${im.width}×${im.height}" src="data:image/png;base64,${im.b64}"/>${overlay}</div>`
+    + `<figcaption class="meta">${escapeXml(im.caption)}</figcaption></figure>`;
+}
+
+function sampleHtml(s: ReportSample, images: CheckedImage[], omittedImages: number): string {
+  const reward = typeof s.reward === 'number' ? formatNumber(s.reward) : 'n/a';
+  const tags = [`step ${escapeXml(formatNumber(s.step))}`, `reward ${escapeXml(reward)}`];
+  if (s.correct !== undefined) tags.push(s.correct ? '<span class="good">correct</span>' : '<span class="bad">wrong</span>');
+  if (s.valid !== undefined) tags.push(s.valid ? '<span class="good">valid box</span>' : '<span class="bad">invalid box</span>');
+  if (s.iou !== undefined) tags.push(`IoU ${escapeXml(formatNumber(s.iou))}`);
+  const parts = [`<div class="meta">${tags.join(' · ')}</div>`];
+  if (images.length) parts.push(`<div class="imgs">${images.map(imageHtml).join('')}</div>`);
+  if (omittedImages) parts.push(`<div class="meta">${omittedImages} picture(s) left out (report image budget reached)</div>`);
+  if (Array.isArray(s.box) && s.imagePngBase64 === undefined) parts.push(`<div class="meta">box ${escapeXml(JSON.stringify(s.box))} (no image)</div>`);
+  else if (s.box && !Array.isArray(s.box)) {
+    const b = s.box as { model?: readonly number[]; original?: readonly number[] };
+    const fmt = (v: readonly number[]) => `[${v.map(formatNumber).join(', ')}]`;
+    const txt = [b.model ? `model frame ${fmt(b.model)}` : '', b.original ? `original ${fmt(b.original)}` : ''].filter(Boolean).join(' → ');
+    if (txt) parts.push(`<div class="meta">box ${escapeXml(txt)}</div>`);
+  }
+  if (s.turns && s.turns.length) {
+    s.turns.forEach((t, k) => parts.push(`<div class="meta">turn ${k + 1}</div><pre>${escapeXml(t)}</pre>`));
+  } else parts.push(`<pre>${escapeXml(s.text)}</pre>`);
+  return `<div class="sample">${parts.join('')}</div>`;
+}
+
+/** The samples section: the last maxSamples, newest step first, pictures kept newest-first until
+ * their bytes reach the budget. */
+function samplesHtml(samples: readonly ReportSample[], maxSamples: number, maxImageBytes: number): string[] {
+  if (!Number.isInteger(maxSamples) || maxSamples < 0) throw new Error(`writeReport: maxSamples must be a non-negative integer, got ${maxSamples}`);
+  if (!(maxImageBytes >= 0)) throw new Error(`writeReport: maxSampleImageBytes must be a non-negative number, got ${maxImageBytes}`);
+  const first = Math.max(0, samples.length - maxSamples);
+  const kept = samples.slice(first).map((s, k) => ({ s, images: checkSample(s, first + k), index: first + k }));
+  if (kept.length === 0) return [];
+  kept.sort((a, b) => b.s.step - a.s.step || a.index - b.index);   // newest step first, a step's samples in order
+  let budget = maxImageBytes;
+  const cards = kept.map(({ s, images }) => {
+    const bytes = images.reduce((a, im) => a + im.bytes, 0);
+    if (bytes <= budget) { budget -= bytes; return sampleHtml(s, images, 0); }
+    return sampleHtml(s, [], images.length);
+  });
+  const note = first ? `<p class="meta">showing the last ${kept.length} of ${samples.length} samples, newest first</p>` : '';
+  return [`<h2>Rollout samples</h2>${note}<div class="samples">`, ...cards, '</div>'];
 }
 
 const CSS = `body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:16px 24px;color:#18181b;background:#fafafa}
 h1{font-size:20px}h2{font-size:16px;margin:20px 0 6px;border-bottom:1px solid #e4e4e7}
+.groups{display:flex;flex-wrap:wrap;gap:0 28px;align-items:flex-start}.group{max-width:100%}.group h2{margin-top:14px}
 .plots{display:flex;flex-wrap:wrap;gap:10px}.plot{background:#fff;border:1px solid #e4e4e7}
 table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #e4e4e7;padding:2px 8px;text-align:right}td:first-child,th:first-child{text-align:left}
-.samples{display:flex;flex-wrap:wrap;gap:12px}.sample{background:#fff;border:1px solid #e4e4e7;padding:8px;max-width:420px}
+.samples{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}.sample{background:#fff;border:1px solid #e4e4e7;padding:8px;max-width:600px}
+.imgs{display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start}figure{margin:4px 0}figcaption{max-width:384px}
 .img{position:relative;display:inline-block;max-width:400px}.img img{display:block;max-width:400px;height:auto}
+.good{color:#15803d;font-weight:600}.bad{color:#b91c1c;font-weight:600}
 .img svg.box{position:absolute;left:0;top:0;width:100%;height:100%}
 pre{white-space:pre-wrap;word-break:break-word;font-size:12px;max-height:300px;overflow:auto}.meta{font-size:12px;color:#52525b}`;
 
@@ -158,15 +274,22 @@ export function renderReport(records: readonly MetricsRecord[], opts: Omit<Repor
   body.push(`<h1>${escapeXml(opts.title)}</h1>`);
   body.push(`<p class="meta">${records.length} steps logged${lastStep === null ? '' : ` · last step ${lastStep}`} · updated ${escapeXml(new Date().toISOString())}${opts.note ? ' · ' + escapeXml(opts.note) : ''}</p>`);
   if (series.length === 0) body.push('<p>No numeric metrics yet.</p>');
+  // Groups flow side by side (a group of one plot does not take a whole row).
+  else body.push('<div class="groups">');
   for (const [title, list] of groups) {
     if (list.length === 0) continue;
-    body.push(`<h2>${escapeXml(title)}</h2><div class="plots">`);
+    body.push(`<section class="group"><h2>${escapeXml(title)}</h2><div class="plots">`);
     for (const s of list) {
       ordered.push(s.name);
       body.push(`<div data-metric="${escapeXml(s.name)}">${linePlot(s.steps, s.values, { title: s.name })}</div>`);
     }
-    body.push('</div>');
+    body.push('</div></section>');
   }
+  if (series.length) body.push('</div>');
+  // Samples before the table: what a reader opens the report for comes first.
+  const samples = opts.samples ?? [];
+  if (!Array.isArray(samples)) throw new Error('writeReport: samples must be an array');
+  body.push(...samplesHtml(samples, opts.maxSamples ?? DEFAULT_MAX_SAMPLES, opts.maxSampleImageBytes ?? DEFAULT_MAX_SAMPLE_IMAGE_BYTES));
   if (series.length) {
     body.push('<h2>Last values</h2><table><thead><tr><th>metric</th><th>last</th><th>at step</th><th>min</th><th>max</th></tr></thead><tbody>');
     for (const name of ordered) {
@@ -177,13 +300,6 @@ export function renderReport(records: readonly MetricsRecord[], opts: Omit<Repor
       body.push(`<tr><td>${escapeXml(name)}</td><td>${formatNumber(s.values[li] as number)}</td><td>${s.steps[li]}</td><td>${formatNumber(Math.min(...fin))}</td><td>${formatNumber(Math.max(...fin))}</td></tr>`);
     }
     body.push('</tbody></table>');
-  }
-  const samples = opts.samples ?? [];
-  if (!Array.isArray(samples)) throw new Error('writeReport: samples must be an array');
-  if (samples.length) {
-    body.push(`<h2>Rollout samples</h2><div class="samples">`);
-    samples.forEach((s, i) => body.push(sampleHtml(s, i)));
-    body.push('</div>');
   }
   const refresh = opts.refreshSeconds ?? (opts.running ? 30 : undefined);
   if (refresh !== undefined && (!Number.isFinite(refresh) || refresh <= 0)) throw new Error(`writeReport: refreshSeconds must be a positive number, got ${refresh}`);

@@ -32,12 +32,19 @@ export function formatNumber(v: number): string {
 
 /** About `count` round tick values (1, 2, 5 × 10^k steps) covering [lo, hi]. */
 export function niceTicks(lo: number, hi: number, count = 5): number[] {
-  if (!(hi > lo)) return [lo];
+  // A range below float resolution (0.2 vs 0.20000000000000004) is flat: stepping through it
+  // would never advance t.
+  if (!(hi > lo) || hi - lo <= 1e-9 * Math.max(Math.abs(lo), Math.abs(hi))) return [lo];
   const raw = (hi - lo) / Math.max(1, count);
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
   const out: number[] = [];
-  for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) out.push(Math.abs(t) < step * 1e-9 ? 0 : Number(t.toPrecision(12)));
+  const first = Math.ceil(lo / step);
+  for (let k = 0; k <= 4 * count + 4; k++) {   // at most ~count ticks; the cap guards against float surprises
+    const t = (first + k) * step;
+    if (t > hi + step * 1e-9) break;
+    out.push(Math.abs(t) < step * 1e-9 ? 0 : Number(t.toPrecision(12)));
+  }
   return out;
 }
 
@@ -120,8 +127,9 @@ export function linePlot(xs: readonly number[], ys: readonly (number | null)[], 
   const last = [...ys].reverse().find((v): v is number => typeof v === 'number' && Number.isFinite(v));
   const stats = g.dataMin === null ? 'no finite values'
     : `min ${formatNumber(g.dataMin)} · max ${formatNumber(g.dataMax as number)} · last ${formatNumber(last as number)}`;
-  parts.push(`<text x="${g.left}" y="12" font-size="12" font-weight="600" fill="#18181b">${escapeXml(title)}</text>`);
-  parts.push(`<text x="${rightX}" y="12" text-anchor="end" font-size="10" fill="#52525b">${escapeXml(stats)}</text>`);
+  // Title on the first line, stats right-aligned on the second, so a long name never runs into them.
+  parts.push(`<text x="6" y="11" font-size="12" font-weight="600" fill="#18181b">${escapeXml(title)}</text>`);
+  parts.push(`<text x="${rightX}" y="22" text-anchor="end" font-size="10" fill="#52525b">${escapeXml(stats)}</text>`);
   if (g.path) parts.push(`<path d="${g.path}" fill="none" stroke="${escapeXml(color)}" stroke-width="1.5" stroke-linejoin="round"/>`);
   for (const [x, y] of g.dots) parts.push(`<circle cx="${x}" cy="${y}" r="2.5" fill="${escapeXml(color)}"/>`);
   parts.push('</svg>');

@@ -23,6 +23,7 @@ import type {
   GenerationEngine, GridThw, PackedImages, Qwen2_5_VL, Qwen2_5_VLProcessor, RgbImage, SamplingParams, Sequence,
 } from '@fovea/models';
 import type { CropReport, CropTool } from '../tools/crop.js';
+import type { ToolCallRecord } from '../rewards/types.js';
 import { fillTemplate } from '../tools/types.js';
 import { mgpoToolTurn } from './mgpo.js';
 import { GRPO_TEMPLATE, type GrpoTemplate, MGPO_TEMPLATE, type MgpoTemplate, checkGrpoTemplate, checkMgpoTemplate, formatQuestion } from './templates.js';
@@ -42,7 +43,7 @@ export interface RolloutImage {
   pixelValues: Float32Array;   // [rows, patchDim] row-major
   patchDim: number;
   grid: GridThw;
-  source: 'prompt' | 'crop' | 'original';
+  source: 'prompt' | 'crop' | 'original' | 'tool';
 }
 
 export interface Rollout {
@@ -65,6 +66,8 @@ export interface Rollout {
   invalidToken: boolean;
   /** MGPO: the crop tool's report (valid box, box in both frames). */
   tool?: CropReport;
+  /** Multi-turn tool rollouts (multiTurn.ts): every tool call in order, for rewards (search penalty). */
+  toolCalls?: ToolCallRecord[];
   meta?: unknown;
 }
 

@@ -11,11 +11,12 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import path from 'node:path';
 import type { GrpoConfig, GrpoKl } from '@fovea/core';
+import { SEARCH_TEMPLATE, type ToolTemplate, checkToolTemplate } from '../rollout/searchTemplate.js';
 import { GRPO_TEMPLATE, type GrpoTemplate, MGPO_TEMPLATE, type MgpoTemplate, checkGrpoTemplate, checkMgpoTemplate } from '../rollout/templates.js';
 import { SCHEDULE_KINDS, type ScheduleKind } from '../optim/schedules.js';
 import { ADVANTAGE_ESTIMATORS, type AdvantageEstimator } from '../algorithms/advantages.js';
 
-export const TRAIN_ALGORITHMS = ['grpo', 'dapo', 'mgpo'] as const;
+export const TRAIN_ALGORITHMS = ['grpo', 'dapo', 'mgpo', 'search'] as const;
 export type TrainAlgorithm = (typeof TRAIN_ALGORITHMS)[number];
 export const FORMAT_PRESETS = ['boxed', 'answer-tag', 'think', 'think-boxed', 'think-answer', 'json-bbox', 'reason-before-action'] as const;
 
@@ -52,7 +53,9 @@ export interface TrainConfig {
     rejectionSampling: { samples: number; min: number; max: number } | null;
   };
   /** Chat templates of the rollouts (defaults: rollout/templates.ts). */
-  templates: { mgpo: MgpoTemplate; grpo: GrpoTemplate };
+  templates: { mgpo: MgpoTemplate; grpo: GrpoTemplate; search: ToolTemplate };
+  /** algorithm "search": multi-turn <search> rollouts over a local BM25 corpus (MMSearch-R1 style). */
+  search: { corpus: string; topK: number; maxTurns: number } | null;
   /** LoRA adapters: only they are trained; checkpoints hold the adapter (PEFT layout). */
   lora: { rank: number; alpha: number; dropout: number; targets: string[]; seed: number } | null;
   /** Greedy validation on a held-out JSONL every `every` steps (0: only after the last step). */
@@ -71,6 +74,8 @@ export interface TrainConfig {
     dualClip: number | null; normLength: number | null;
     /** KL to the frozen reference policy (the starting model): coefficient and estimator. */
     beta: number; kl: GrpoKl;
+    /** Entropy bonus coefficient (0: off; entropy is still a metric with computeEntropy). */
+    entropyCoef: number;
   };
   checkpoint: { every: number; keepLast: number };
   output: string;
@@ -147,6 +152,10 @@ const SCHEMA: Spec = {
     templates: { t: 'obj', fields: {
       mgpo: { t: 'obj', fields: Object.fromEntries(Object.entries(MGPO_TEMPLATE).map(([k, v]) => [k, { t: 'string', def: v, allowEmpty: true }])) },
       grpo: { t: 'obj', fields: Object.fromEntries(Object.entries(GRPO_TEMPLATE).map(([k, v]) => [k, { t: 'string', def: v, allowEmpty: true }])) },
+      search: { t: 'obj', fields: Object.fromEntries(Object.entries(SEARCH_TEMPLATE).map(([k, v]) => [k, { t: 'string', def: v, allowEmpty: true }])) },
+    } },
+    search: { t: 'obj', optional: true, fields: {
+      corpus: { t: 'string', path: true }, topK: { t: 'int', min: 1, def: 5 }, maxTurns: { t: 'int', min: 1, def: 3 },
     } },
     lora: { t: 'obj', optional: true, fields: {
       rank: { t: 'int', min: 1, def: 8 }, alpha: { t: 'num', gt: 0, def: 16 }, dropout: { t: 'num', min: 0, max: 0.99, def: 0 },
@@ -188,6 +197,7 @@ const SCHEMA: Spec = {
       computeEntropy: { t: 'bool', def: false },
       beta: { t: 'num', min: 0, def: 0 },
       kl: { t: 'enum', values: ['k1', 'k2', 'k3'], def: 'k3' },
+      entropyCoef: { t: 'num', min: 0, def: 0 },
     } },
     checkpoint: { t: 'obj', fields: { every: { t: 'int', min: 0, def: 50 }, keepLast: { t: 'int', min: 1, def: 3 } } },
     output: { t: 'string', path: true },
@@ -276,7 +286,10 @@ export function validateTrainConfig(raw: unknown, baseDir = process.cwd()): Trai
   const errors: string[] = [];
   const cfg = check(SCHEMA, (raw as { algorithm?: unknown }).algorithm === 'dapo' ? withDapoDefaults(raw as Record<string, unknown>) : raw, '', baseDir, errors) as TrainConfig;
   if (errors.length === 0) {
-    try { checkMgpoTemplate(cfg.templates.mgpo); checkGrpoTemplate(cfg.templates.grpo); } catch (e) { errors.push(`templates: ${(e as Error).message}`); }
+    try { checkMgpoTemplate(cfg.templates.mgpo); checkGrpoTemplate(cfg.templates.grpo); checkToolTemplate(cfg.templates.search); } catch (e) { errors.push(`templates: ${(e as Error).message}`); }
+    if (cfg.algorithm === 'search' && !cfg.search) errors.push('search: required when algorithm is "search" ({ "corpus": "corpus.jsonl" })');
+    if (cfg.validation && cfg.algorithm === 'search') errors.push('validation: not supported with algorithm "search" yet (greedy validation runs the grpo and mgpo rollouts)');
+    if (cfg.search && cfg.algorithm !== 'search') errors.push(`search: only used by algorithm "search", got algorithm "${cfg.algorithm}"`);
     const rs = cfg.filters.rejectionSampling;
     if (rs && !(rs.min < rs.max)) errors.push(`filters.rejectionSampling: expected min < max, got min ${rs.min} and max ${rs.max}`);
     const so = cfg.reward.softOverlong;

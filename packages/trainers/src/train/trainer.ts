@@ -1,6 +1,6 @@
-// The GRPO/DAPO/MGPO run loop behind `fovea train`. One step:
+// The GRPO/DAPO/MGPO/search run loop behind `fovea train`. One step:
 //   rows → images → G rollouts per prompt (MGPO: the two-turn grounding rollout with the crop
-//   tool) → the run's reward (train/rewardSetup.ts) → [DAPO dynamic sampling: drop groups whose
+//   tool; search: multi-turn <search> rollouts over a local BM25 corpus, up to search.maxTurns) → the run's reward (train/rewardSetup.ts) → [DAPO dynamic sampling: drop groups whose
 //   rewards are all equal and draw more prompts, up to filters.dynamicSampling.maxRounds rounds]
 //   → group advantages → [overlong filtering: truncated rollouts' loss masks zeroed] → grpoStep
 //   (μ epochs × mini-batches × gradient accumulation; KL to the reference policy when beta > 0)
@@ -31,9 +31,14 @@ import { type DataRow, DataIterator, type DataIteratorState, loadDataset, format
 import { Scheduler, type ScheduleConfig } from '../optim/schedules.js';
 import { MetricsWriter } from '../metrics/jsonl.js';
 import { type ReportSample, writeReport } from '../report/html.js';
+import { rolloutReportSample } from '../report/sampleImage.js';
 import { CHECKPOINT_MODEL_DIR, loadLatestCheckpoint, saveCheckpoint } from '../checkpoint/checkpoint.js';
 import { writeFileAtomic } from '../checkpoint/atomic.js';
-import { cropTool, type CropTool } from '../tools/crop.js';
+import type { CropTool } from '../tools/crop.js';
+import { evalCropTool, evaluateLoaded } from '../eval/evaluate.js';
+import { LocalBm25Backend, searchTool } from '../tools/search.js';
+import type { Tool } from '../tools/types.js';
+import { generateToolRollouts } from '../rollout/multiTurn.js';
 import { type LoraModel, applyLora } from '../lora/lora.js';
 import { loadAdapter } from '../lora/peft.js';
 import { boxIoU } from '../rewards/iou.js';
@@ -54,6 +59,8 @@ export interface StepMetrics {
   overlong_masked?: number;
   /** Dynamic sampling: generation rounds this step and groups dropped for equal rewards. */
   sampling_rounds?: number; groups_dropped?: number;
+  /** Greedy validation (on validation steps). */
+  val_accuracy?: number; val_valid_box_ratio?: number; val_iou?: number;
   /** Optimizer updates this step (0 when dynamic sampling found no informative group). */
   updates: number;
   step_time_s: number; tokens_per_s: number; epoch: number;
@@ -91,6 +98,7 @@ interface RunContext {
   proc: Qwen2_5_VLProcessor;
   engine: GenerationEngine;
   tool: CropTool | undefined;
+  search: Tool<void, unknown> | undefined;
 }
 
 /** G rollouts for each row (one generation round). */
@@ -102,6 +110,15 @@ async function rolloutRows(ctx: RunContext, rows: readonly DataRow[], seed: numb
     cropImage: row.bbox?.image,
   })));
   const s = config.rollout.sampling;
+  if (ctx.search) {
+    return generateToolRollouts(ctx.model, ctx.proc, ctx.engine, prompts, {
+      G, tool: ctx.search, maxTurns: config.search!.maxTurns, template: config.templates.search,
+      maxNewTokens: config.rollout.maxNewTokens, sampling: { temperature: s.temperature, topK: s.topK, topP: s.topP, seed: seed % 2 ** 31 },
+      ...(config.rollout.maxTotalTokens != null ? { maxTotalTokens: config.rollout.maxTotalTokens } : {}),
+      ...(config.rollout.minPixels != null ? { minPixels: config.rollout.minPixels } : {}),
+      ...(config.rollout.maxPixels != null ? { maxPixels: config.rollout.maxPixels } : {}),
+    });
+  }
   return generateRollouts(ctx.model, ctx.proc, ctx.engine, prompts, {
     mode: config.algorithm === 'mgpo' ? 'mgpo' : 'grpo', G, maxNewTokens: config.rollout.maxNewTokens, tool: ctx.tool,
     mgpoTemplate: config.templates.mgpo, grpoTemplate: config.templates.grpo,
@@ -167,14 +184,20 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     const { stats } = loaded;
     let rows = loaded.rows;
     if (rows.length === 0) throw new Error(`train: ${config.data.train} has no valid rows (${stats.skippedTotal} skipped)`);
-    const tool = config.algorithm === 'mgpo'
-      ? cropTool({
-        processor: proc.imageProcessor, clamp: config.rollout.clampBoxes, growSmall: config.rollout.clampBoxes,
-        ...(config.rollout.cropMinPixels != null ? { minPixels: config.rollout.cropMinPixels } : {}),
-        ...(config.rollout.cropMaxPixels != null ? { maxPixels: config.rollout.cropMaxPixels } : {}),
-      })
+    const cropOpts = {
+      clampBoxes: config.rollout.clampBoxes,
+      ...(config.rollout.cropMinPixels != null ? { cropMinPixels: config.rollout.cropMinPixels } : {}),
+      ...(config.rollout.cropMaxPixels != null ? { cropMaxPixels: config.rollout.cropMaxPixels } : {}),
+    };
+    // MGPO's crop budget, capped by the crop's max (a small model's processor may allow less).
+    const tool = config.algorithm === 'mgpo' ? evalCropTool(proc, cropOpts) : undefined;
+    const val = config.validation;
+    const valRows = val ? (await loadDataset(val.data, { allowOutside: config.data.allowOutside, onBadRow: (b) => opts.onWarning?.(`validation: ${formatBadRow(b)}`) })).rows.slice(0, val.limit ?? Infinity) : [];
+    if (val && valRows.length === 0) throw new Error(`train: validation data ${val.data} has no valid rows`);
+    const search = config.search
+      ? searchTool({ backend: await LocalBm25Backend.fromJsonl(config.search.corpus), topK: config.search.topK }) as Tool<void, unknown>
       : undefined;
-    const ctx: RunContext = { config, model, proc, engine, tool };
+    const ctx: RunContext = { config, model, proc, engine, tool, search };
     const reward = await buildRunReward(config);
 
     if (config.filters.rejectionSampling) {
@@ -242,10 +265,10 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
         : rollouts;
       const lr = scheduler.lr;
       optimizer.lr = lr;
-      const { dualClip, normLength, ...loss } = config.loss;
+      const { dualClip, normLength, entropyCoef, ...loss } = config.loss;
       const st = trained.length ? grpoStep(model, optimizer, trained, advantages, {
         loss: { ...loss, dualClip: dualClip ?? false, ...(normLength != null ? { normLength } : {}) },
-        ppoEpochs: o.ppoEpochs, miniBatchSize: o.miniBatchSize ?? undefined, gradAccumulation: o.gradAccumulation,
+        entropyCoef, ppoEpochs: o.ppoEpochs, miniBatchSize: o.miniBatchSize ?? undefined, gradAccumulation: o.gradAccumulation,
         maxGradNorm: o.maxGradNorm ?? undefined, gradientCheckpointing: o.gradientCheckpointing,
         ...(refModel ? { refModel } : {}),
         ...(lora && config.loss.beta > 0 ? { asReference: <T>(fn: () => T): T => lora!.withDisabled(fn) } : {}),
@@ -276,9 +299,27 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
         step_time_s: dt, tokens_per_s: lengths.reduce((a, b) => a + b, 0) / dt, epoch: data.position.epoch,
       };
       for (const name of reward.names) (m as unknown as Record<string, number>)[`reward_${name}`] = mean(kept.map((k) => k.comps[name]));
+      if (val && ((val.every > 0 && step % val.every === 0) || step === config.steps)) {
+        // Greedy validation with the run's templates, on the training engine (no second KV pool).
+        const v = await evaluateLoaded(model, proc, valRows, {
+          mode: config.algorithm === 'mgpo' ? 'mgpo' : 'grpo', engine, ...cropOpts,
+          maxNewTokens: val.maxNewTokens ?? config.rollout.maxNewTokens, mgpoTemplate: config.templates.mgpo, grpoTemplate: config.templates.grpo,
+          ...(config.rollout.maxTotalTokens != null ? { maxTotalTokens: config.rollout.maxTotalTokens } : {}),
+          ...(config.rollout.minPixels != null ? { minPixels: config.rollout.minPixels } : {}),
+          ...(config.rollout.maxPixels != null ? { maxPixels: config.rollout.maxPixels } : {}),
+        });
+        m.val_accuracy = v.accuracy;
+        if (v.validBoxRatio != null) m.val_valid_box_ratio = v.validBoxRatio;
+        if (v.meanIou != null) m.val_iou = v.meanIou;
+      }
       metrics.write(step, { ...m, skipped_rows: stats.skippedTotal });
       for (const [i, r] of rollouts.slice(0, config.reportSamples).entries()) {
-        samples.push({ step, text: r.responses.join('\n---\n'), reward: scores[i] });
+        const row = r.meta as DataRow;
+        const imgIdx = row.bbox?.image ?? 0;
+        samples.push(await rolloutReportSample({
+          step, reward: scores[i], correct: kept[i].acc === 1, rollout: r,
+          image: row.images[imgIdx] ? await loadImage(row.images[imgIdx]) : undefined, groundTruth: row.bbox?.box,
+        }));
       }
       samples.splice(0, Math.max(0, samples.length - 4 * config.reportSamples));
       writeReport(runDir, { metricsFile: path.join(runDir, METRICS_FILE), title: `fovea ${config.algorithm} — ${path.basename(runDir)}`, samples, running: step < config.steps });
