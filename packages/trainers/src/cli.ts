@@ -3,6 +3,8 @@
 //   train   runs or resumes a GRPO/MGPO run (progress bar on stderr);
 //   eval    greedy evaluation of a model on a JSONL dataset (progress on stderr, summary on stdout);
 //   chat    one question about one image: ground → crop → answer, prints the box and the answer;
+//   sft     supervised fine-tuning (cold start; full or LoRA) from a JSON/YAML config;
+//   export  merges a LoRA adapter into its base model and writes an HF checkpoint directory;
 //   doctor  the native engine's environment report (@fovea/native/doctor).
 // Exit codes: 0 ok, 1 failure (a missing path, a bad model, a failed check), 2 usage error
 // (unknown command or flag, a flag without its value, a bad value). Errors print one clear
@@ -15,13 +17,21 @@ import { train } from './train/trainer.js';
 import { ProgressBar, type ProgressStream } from './report/progress.js';
 import { evaluate, type EvalResult } from './eval/evaluate.js';
 import { chat, type ChatResult } from './chat/chat.js';
+import { loadSftConfig } from './sft/config.js';
+import { sft } from './sft/trainer.js';
+import { exportMergedModel } from './lora/export.js';
 
 export const USAGE = `Usage: fovea <command> [options]
 
 Commands:
-  train --config run.json   Run (or resume) a GRPO/MGPO training run described by a JSON config
-                            (YAML is not supported yet). Writes metrics.jsonl, report.html and
-                            checkpoints into the config's "output" folder; rerun to resume.
+  train --config run.yaml   Run (or resume) a GRPO/DAPO/MGPO/search training run described by a
+                            YAML or JSON config. Writes metrics.jsonl, report.html and checkpoints
+                            into the config's "output" folder; rerun to resume.
+  sft --config sft.yaml     Supervised fine-tuning (cold start) on packed conversations, loss on
+                            assistant tokens only; full or LoRA. Same outputs and resume as train.
+  export --model DIR --adapter DIR --out DIR [--overwrite]
+                            Merge a LoRA adapter (PEFT layout) into its base model and write a
+                            Hugging Face checkpoint directory (same tensor names, dtypes, shapes).
   eval --model DIR --data FILE.jsonl
                             Greedy evaluation (one rollout per row): accuracy, valid-box ratio and
                             mean IoU against the rows' bbox (mgpo). Progress on stderr, a summary
@@ -56,18 +66,47 @@ export class UsageError extends Error {}
 
 export interface CliIo { stdout: ProgressStream; stderr: ProgressStream }
 
-function parseTrainArgs(args: string[]): { config: string } {
+function parseTrainArgs(args: string[], cmd = 'train'): { config: string } {
   let config: string | undefined;
+  const usage = `fovea ${cmd} --config ${cmd === 'train' ? 'run' : cmd}.yaml`;
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     if (a === '--config' || a === '-c') {
-      if (i + 1 >= args.length || args[i + 1].startsWith('-')) throw new UsageError(`fovea train: ${a} needs a file path (fovea train --config run.json)`);
+      if (i + 1 >= args.length || args[i + 1].startsWith('-')) throw new UsageError(`fovea ${cmd}: ${a} needs a file path (${usage})`);
       config = args[++i];
     } else if (a.startsWith('--config=')) config = a.slice('--config='.length);
-    else throw new UsageError(`fovea train: unknown argument ${JSON.stringify(a)}; usage: fovea train --config run.json`);
+    else throw new UsageError(`fovea ${cmd}: unknown argument ${JSON.stringify(a)}; usage: ${usage}`);
   }
-  if (!config) throw new UsageError('fovea train: missing --config <file.json>; usage: fovea train --config run.json');
+  if (!config) throw new UsageError(`fovea ${cmd}: missing --config <file.yaml|file.json>; usage: ${usage}`);
   return { config };
+}
+
+async function runSft(args: string[], io: CliIo): Promise<number> {
+  const { config: file } = parseTrainArgs(args, 'sft');
+  const config = loadSftConfig(file);
+  let bar: ProgressBar | null = null;
+  const res = await sft(config, {
+    onWarning: (m) => io.stderr.write(`warning: ${m}\n`),
+    onStart: ({ totalSteps, startStep, resumedFrom }) => {
+      if (resumedFrom) io.stderr.write(`resuming from ${resumedFrom} (step ${startStep})\n`);
+      bar = new ProgressBar({ total: totalSteps - startStep, label: 'sft', stream: io.stderr, logEvery: 1 });
+    },
+    onStep: (m) => (bar as ProgressBar | null)?.tick(1, { step: m.step, loss: m.loss, lr: m.lr }),
+  });
+  io.stdout.write(`fovea sft: done, steps ${res.startStep + 1}..${res.lastStep}; run ${res.runDir}\n`);
+  return 0;
+}
+
+async function runExport(args: string[], io: CliIo): Promise<number> {
+  const usage = 'fovea export --model DIR --adapter DIR --out DIR [--overwrite]';
+  const { flags, positional } = parseFlags('export', args, { '--model': 'path', '--adapter': 'path', '--out': 'path', '--overwrite': 'bool' });
+  if (positional.length) throw new UsageError(`fovea export: unexpected argument ${JSON.stringify(positional[0])}; usage: ${usage}`);
+  const res = await exportMergedModel({
+    modelDir: required('export', flags, '--model', usage), adapterDir: required('export', flags, '--adapter', usage),
+    outDir: required('export', flags, '--out', usage), overwrite: flags['--overwrite'] === true,
+  });
+  io.stdout.write(`fovea export: merged ${res.mergedLayers} LoRA layers; wrote ${res.tensors} tensors (${res.dtype}) to ${res.outDir}\n`);
+  return 0;
 }
 
 // ---- eval / chat flags: one table per command, one parser ----
@@ -288,7 +327,9 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
     if (cmd === 'eval') return await runEval(rest, io);
     if (cmd === 'chat') return await runChat(rest, io);
     if (cmd === 'doctor') return await runDoctor(rest, io);
-    if (cmd !== 'train') throw new UsageError(`fovea: unknown command ${JSON.stringify(cmd)}; commands: train, eval, chat, doctor (fovea --help)`);
+    if (cmd === 'sft') return await runSft(rest, io);
+    if (cmd === 'export') return await runExport(rest, io);
+    if (cmd !== 'train') throw new UsageError(`fovea: unknown command ${JSON.stringify(cmd)}; commands: train, sft, eval, chat, export, doctor (fovea --help)`);
     const { config: file } = parseTrainArgs(rest);
     const config = loadTrainConfig(file);
     let bar: ProgressBar | null = null;

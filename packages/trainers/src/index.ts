@@ -33,6 +33,8 @@ export { evaluate, evaluateLoaded, evalCropTool, type EvalOptions, type EvalLoad
 export { chat, chatLoaded, type ChatOptions, type ChatLoadedOptions, type ChatResult } from './chat/chat.js';
 export * from './algorithms/grpoStep.js';
 export * from './lora/index.js';
+export * from './sft/index.js';
+export { exportMergedModel, checkpointTensorSpecs, diffTensorSpecs, type ExportMergedOptions, type ExportMergedResult, type TensorSpec } from './lora/export.js';
 export { validateTrainConfig, loadTrainConfig, parseConfigText, closestKey, TRAIN_ALGORITHMS, type TrainConfig, type TrainAlgorithm } from './train/config.js';
 export { train, METRICS_FILE, REJECTION_FILE, type TrainOptions, type TrainResult, type StepMetrics } from './train/trainer.js';
 export { buildRunReward, rewardContext, type RunReward, type ScoredRollouts } from './train/rewardSetup.js';

@@ -173,3 +173,34 @@ describe('fovea doctor', () => {
     expect(c.out()).toBe('addon: not loaded\n');
   });
 });
+
+describe('fovea sft and fovea export', () => {
+  it('runs a LoRA SFT from a YAML config, then merges its adapter into an HF checkpoint directory', async () => {
+    const { writeFileSync, existsSync } = await import('node:fs');
+    const sftData = join(import.meta.dirname, 'fixtures', 'sft', 'train.jsonl');
+    const cfg = join(tmp, 'sft.yaml');
+    writeFileSync(cfg, [
+      `model: ${modelDir}`, `data: { train: ${sftData}, maxTokens: 256 }`, 'lora: { r: 4, alpha: 8, targets: [q_proj, v_proj] }',
+      'optim: { lr: 0.003 }', 'steps: 2', 'checkpoint: { every: 2, keepLast: 1 }', `output: ${join(tmp, 'sft-run')}`, '',
+    ].join('\n'));
+    let r = await run(['sft', '--config', cfg]);
+    expect(r.err + r.out).toMatch(/fovea sft: done, steps 1\.\.2/);
+    expect(r.code).toBe(0);
+    expect(r.err).toMatch(/sft .*2\/2/);   // progress on stderr
+    const adapter = join(tmp, 'sft-run', 'checkpoint-2', 'model');
+    expect(existsSync(join(adapter, 'adapter_model.safetensors'))).toBe(true);
+    const out = join(tmp, 'merged');
+    r = await run(['export', '--model', modelDir, '--adapter', adapter, '--out', out]);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/merged 4 LoRA layers; wrote \d+ tensors/);
+    expect(existsSync(join(out, 'config.json'))).toBe(true);
+    expect(existsSync(join(out, 'tokenizer.json'))).toBe(true);
+    // Refuses to overwrite without --overwrite; usage errors exit 2.
+    r = await run(['export', '--model', modelDir, '--adapter', adapter, '--out', out]);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/exists/);
+    expect((await run(['export', '--model', modelDir, '--out', out])).err).toMatch(/missing --adapter/);
+    expect((await run(['sft'])).code).toBe(2);
+    expect((await run(['sft', '--config', join(tmp, 'nope.yaml')])).code).toBe(1);
+  }, 120_000);
+});

@@ -207,7 +207,7 @@ describe('run features', () => {
   it('MGPO with LoRA, an IoU reward and KL (reference = adapters off): adapter checkpoints and exact resume', async () => {
     const mk = (out: string, steps: number) => validateTrainConfig(raw('mgpo', out, {
       data: { train: boxData, shuffleSeed: 3 }, steps,
-      lora: { rank: 4, alpha: 8, targets: ['q_proj', 'v_proj'], dropout: 0.1 },
+      lora: { r: 4, alpha: 8, targets: ['q_proj', 'v_proj'], dropout: 0.1 },
       reward: { accuracy: 1, custom: { module: rewardModule, export: 'byLength', weight: 1 }, iou: { weight: 1 } },
       loss: { beta: 0.1 }, optim: { lr: 1e-2, maxGradNorm: 1.0 },
       rollout: { G: 3, maxNewTokens: 6, sampling: { temperature: 1, seed: 5 }, cropMinPixels: 3136 * 4, cropMaxPixels: 100352 },

@@ -57,7 +57,7 @@ export interface TrainConfig {
   /** algorithm "search": multi-turn <search> rollouts over a local BM25 corpus (MMSearch-R1 style). */
   search: { corpus: string; topK: number; maxTurns: number } | null;
   /** LoRA adapters: only they are trained; checkpoints hold the adapter (PEFT layout). */
-  lora: { rank: number; alpha: number; dropout: number; targets: string[]; seed: number } | null;
+  lora: { r: number; alpha: number; dropout: number; targets: string[]; seed: number } | null;
   /** Greedy validation on a held-out JSONL every `every` steps (0: only after the last step). */
   validation: { data: string; every: number; limit: number | null; maxNewTokens: number | null } | null;
   advantage: { estimator: AdvantageEstimator };
@@ -158,7 +158,7 @@ const SCHEMA: Spec = {
       corpus: { t: 'string', path: true }, topK: { t: 'int', min: 1, def: 5 }, maxTurns: { t: 'int', min: 1, def: 3 },
     } },
     lora: { t: 'obj', optional: true, fields: {
-      rank: { t: 'int', min: 1, def: 8 }, alpha: { t: 'num', gt: 0, def: 16 }, dropout: { t: 'num', min: 0, max: 0.99, def: 0 },
+      r: { t: 'int', min: 1, def: 8 }, alpha: { t: 'num', gt: 0, def: 16 }, dropout: { t: 'num', min: 0, max: 0.99, def: 0 },
       targets: { t: 'strings', def: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'], nonEmpty: true },
       seed: { t: 'int', min: 0, def: 0 },
     } },

@@ -169,7 +169,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
       const l = config.lora;
       lora = ckpt
         ? loadAdapter(model, path.join(ckpt.dir, CHECKPOINT_MODEL_DIR), { seed: l.seed })
-        : applyLora(model, { targetModules: l.targets, r: l.rank, alpha: l.alpha, dropout: l.dropout, seed: l.seed });
+        : applyLora(model, { targetModules: l.targets, r: l.r, alpha: l.alpha, dropout: l.dropout, seed: l.seed });
       if (trainerState?.loraGeneratorOffset !== undefined) lora.generator.offset = trainerState.loraGeneratorOffset;
     } else if (config.loss.beta > 0) {
       refModel = await Qwen2_5_VL.fromPretrained(config.model);
