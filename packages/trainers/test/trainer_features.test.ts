@@ -315,3 +315,18 @@ describe('resume after SIGKILL', () => {
     expect(stable(b)).toEqual(stable(a));
   }, 240_000);
 });
+
+describe('README', () => {
+  it('the documented training and SFT configs are valid as written', async () => {
+    const { parseConfigText } = await import('../src/train/config.js');
+    const { validateSftConfig } = await import('../src/sft/config.js');
+    const text = readFileSync(join(import.meta.dirname, '..', 'README.md'), 'utf8');
+    const blocks = [...text.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]);
+    expect(blocks.length).toBeGreaterThanOrEqual(2);
+    const train = validateTrainConfig(parseConfigText(blocks[0], 'run.yaml'), '/base');
+    expect(train.algorithm).toBe('mgpo');
+    expect(train.rollout.G).toBe(8);
+    const sft = validateSftConfig(parseConfigText(blocks[1], 'sft.yaml'), '/base');
+    expect(sft.lora?.r).toBe(8);
+  });
+});

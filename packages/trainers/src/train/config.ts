@@ -66,7 +66,7 @@ export interface TrainConfig {
     schedule: { kind: ScheduleKind; warmupSteps: number; minRatio: number; floor: number; steepness: number };
     ppoEpochs: number; miniBatchSize: number | null; gradientCheckpointing: boolean;
     /** Micro-batches per optimizer step (gradient accumulation; 1 = off). */
-    gradAccumulation: number;
+    gradAccumSteps: number;
   };
   steps: number;
   promptsPerStep: number;
@@ -183,7 +183,7 @@ const SCHEMA: Spec = {
       ppoEpochs: { t: 'int', min: 1, def: 1 },
       miniBatchSize: opt({ t: 'int', min: 1, def: null, nullable: true }),
       gradientCheckpointing: { t: 'bool', def: false },
-      gradAccumulation: { t: 'int', min: 1, def: 1 },
+      gradAccumSteps: { t: 'int', min: 1, def: 1 },
     } },
     steps: { t: 'int', min: 1 },
     promptsPerStep: { t: 'int', min: 1, def: 1 },

@@ -268,7 +268,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
       const { dualClip, normLength, entropyCoef, ...loss } = config.loss;
       const st = trained.length ? grpoStep(model, optimizer, trained, advantages, {
         loss: { ...loss, dualClip: dualClip ?? false, ...(normLength != null ? { normLength } : {}) },
-        entropyCoef, ppoEpochs: o.ppoEpochs, miniBatchSize: o.miniBatchSize ?? undefined, gradAccumulation: o.gradAccumulation,
+        entropyCoef, ppoEpochs: o.ppoEpochs, miniBatchSize: o.miniBatchSize ?? undefined, gradAccumulation: o.gradAccumSteps,
         maxGradNorm: o.maxGradNorm ?? undefined, gradientCheckpointing: o.gradientCheckpointing,
         ...(refModel ? { refModel } : {}),
         ...(lora && config.loss.beta > 0 ? { asReference: <T>(fn: () => T): T => lora!.withDisabled(fn) } : {}),
