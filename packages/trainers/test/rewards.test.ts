@@ -299,11 +299,8 @@ describe('searchPenalty and combinators', () => {
 
 describe('adversarial inputs stay linear and safe', () => {
   const MB = 1 << 20;
-  const timed = async (f: () => unknown): Promise<number> => {
-    const t0 = performance.now();
-    await f();
-    return performance.now() - t0;
-  };
+  // No timing assertions (the machine may be loaded): a quadratic scan of 1 MB would take many
+  // minutes and trip the test's timeout; a linear one finishes in well under a second.
   const hostile = [
     '\\boxed{'.repeat(MB / 7),
     '{'.repeat(MB),
@@ -333,19 +330,17 @@ describe('adversarial inputs stay linear and safe', () => {
     iouReward({ parseResponse: true }),
     searchPenalty(accuracyReward()),
   ];
-  it.each(hostile.map((h, i) => [i, h] as const))('hostile input #%i (1 MB) under 1 s per reward', async (_i, text) => {
+  it.each(hostile.map((h, i) => [i, h] as const))('hostile input #%i (1 MB): every reward returns a score in [0, 1]', async (_i, text) => {
     for (const r of rewards) {
-      const ms = await timed(() => r(ctx(text, row, { turns: [text] })));
-      expect(ms).toBeLessThan(1000);
+      const score = await r(ctx(text, row, { turns: [text] }));
+      expect(score).toBeGreaterThanOrEqual(0);
+      expect(score).toBeLessThanOrEqual(1);
     }
-    const ms = await timed(() => {
-      normalizeText(text);
-      unwrapLatex(text);
-      parseNumber(text);
-      extractAnswer(text);
-    });
-    expect(ms).toBeLessThan(1000);
-  });
+    normalizeText(text);
+    unwrapLatex(text);
+    parseNumber(text);
+    extractAnswer(text);
+  }, 60_000);
 
   it('handles empty and unicode responses', async () => {
     for (const r of rewards) {

@@ -87,25 +87,18 @@ describe('parseBox: malformed input gives clear reasons', () => {
 
 describe('parseBox: hostile text runs in linear time', () => {
   const MB = 1 << 20;
-  const timed = (text: string) => {
-    const t0 = performance.now();
-    const r = parseBox(text);
-    return { r, ms: performance.now() - t0 };
-  };
-  // A generous bound: a quadratic scan of 1 MB would take minutes.
-  const LIMIT_MS = 3000;
+  // No timing assertions (the machine may be loaded): a quadratic scan of 1 MB would take many
+  // minutes and trip the test's timeout; the linear parser needs well under a second.
+  const timed = (text: string) => ({ r: parseBox(text) });
 
   it('deep nesting, with and without a box at the end', () => {
-    let { r, ms } = timed('['.repeat(MB));
+    let { r } = timed('['.repeat(MB));
     expect(err(r)).toMatch(/no box found/);
-    expect(ms).toBeLessThan(LIMIT_MS);
-    ({ r, ms } = timed('['.repeat(MB) + '[1, 2, 30, 40]'));
+    ({ r } = timed('['.repeat(MB) + '[1, 2, 30, 40]'));
     expect(ok(r).box).toEqual([1, 2, 30, 40]);
-    expect(ms).toBeLessThan(LIMIT_MS);
-    ({ r, ms } = timed('{"a":'.repeat(MB / 5)));
+    ({ r } = timed('{"a":'.repeat(MB / 5)));
     expect(err(r)).toMatch(/no box found/);
-    expect(ms).toBeLessThan(LIMIT_MS);
-  });
+  }, 60_000);
 
   it('long lists, repeated keys, fences and digits', () => {
     const cases: [string, RegExp | number[]][] = [
@@ -121,10 +114,9 @@ describe('parseBox: hostile text runs in linear time', () => {
       ['[1e'.repeat(MB / 3), /no box found/],
     ];
     for (const [text, want] of cases) {
-      const { r, ms } = timed(text);
+      const { r } = timed(text);
       if (want instanceof RegExp) expect(err(r)).toMatch(want);
       else expect(ok(r).box).toEqual(want);
-      expect(ms).toBeLessThan(LIMIT_MS);
     }
-  });
+  }, 60_000);
 });

@@ -75,7 +75,7 @@ describe('train config', () => {
     const base = { model: 'm', data: { train: 'd' }, steps: 1, output: 'o' };
     expect(() => validateTrainConfig({ ...base, optim: { lr: 'fast' } })).toThrow(/optim\.lr: expected a number > 0, got "fast"/);
     expect(() => validateTrainConfig({ ...base, rollout: { G: 0 } })).toThrow(/rollout\.G: expected an integer >= 1, got 0/);
-    expect(() => validateTrainConfig({ ...base, algorithm: 'ppo' })).toThrow(/algorithm: expected one of "grpo", "dapo", "mgpo", got "ppo"/);
+    expect(() => validateTrainConfig({ ...base, algorithm: 'ppo' })).toThrow(/algorithm: expected one of "grpo", "dapo", "mgpo", "search", got "ppo"/);
     expect(() => validateTrainConfig({ ...base, steps: 1.5 })).toThrow(/steps: expected an integer >= 1, got 1.5/);
     expect(() => validateTrainConfig({ data: { train: 'd' }, steps: 1, output: 'o' })).toThrow(/model: required/);
     expect(() => validateTrainConfig([])).toThrow(/top level/);
@@ -181,7 +181,7 @@ describe('fovea CLI', () => {
   it('prints help and rejects bad arguments with clear messages and exit codes', async () => {
     let c = io();
     expect(await main(['--help'], c.io)).toBe(0);
-    expect(c.out()).toMatch(/fovea train --config|train --config run\.json/);
+    expect(c.out()).toMatch(/train --config run\.yaml/);
     c = io();
     expect(await main([], c.io)).toBe(2);
     c = io();
