@@ -39,3 +39,7 @@ export { validateTrainConfig, loadTrainConfig, parseConfigText, closestKey, TRAI
 export { train, METRICS_FILE, REJECTION_FILE, type TrainOptions, type TrainResult, type StepMetrics } from './train/trainer.js';
 export { buildRunReward, rewardContext, type RunReward, type ScoredRollouts } from './train/rewardSetup.js';
 export { main as foveaCli, USAGE as FOVEA_USAGE } from './cli.js';
+export { generateScene, sceneSpec, encodePng, DEMO_SCENE_SIZE, DEMO_MAX_PIXELS, DEMO_MIN_PIXELS, DEMO_QUESTION, type Scene, type SceneOptions, type SceneTarget } from './demo/scenes.js';
+export { writeDemoDataset, demoCropTool, groundingAnswer, boxedAnswer, modelFrameBox, DEMO_CROP_MIN_PIXELS, DEMO_GROUNDING_TEXT, type DemoDatasetOptions, type DemoDatasetResult, type DemoSplit } from './demo/demoDataset.js';
+export { writeTinyDemoModel, demoCorpus, DEMO_NUM_MERGES, type TinyModelOptions, type TinyModelResult } from './demo/tinyModel.js';
+export { renderTaskPreview, type PreviewOptions } from './demo/preview.js';

@@ -1,0 +1,180 @@
+// Writes one split of the demo's visual-search task to disk: the scenes as PNGs, the RL/eval
+// JSONL (data/dataset.ts format, with the hidden ground-truth tile box — for IoU only, never for
+// the reward) and three cold-start SFT sets in the chat format
+//   {"messages": [{"role", "content": string | [{"type": "image", "image": "rel.png"}, {"type": "text", "text"}]}]}:
+// - <split>_grounding.jsonl: scene + "where is the tile?" → ```json [{"bbox_2d": [...], "label": "tile"}]```
+//   with the box in the pixels of the RESIZED image the model sees (Qwen2.5-VL's convention);
+// - <split>_answer.jsonl: a close-up of the tile + the question → \boxed{<letter>};
+// - <split>_mgpo.jsonl: the whole MGPO conversation (system, turn 1 → box, tool turn with the
+//   crop → \boxed{<letter>}), built with the same templates and crop tool as the rollouts.
+// Close-ups are produced by the real crop tool (cropTool with clamp + growSmall, the demo's crop
+// budget) and stored already resized to the frame the tool packs them in, so any processor whose
+// budget admits that frame sees exactly the pixels the RL tool turn shows.
+// Invariant: the split is a pure function of (seed, n, options); item i uses scene seed
+// deriveSeed(seed, i). Paths in the JSONL files are relative to `dir`.
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { ImageProcessor, resizeBicubic } from '@fovea/models';
+import { MGPO_TEMPLATE, formatQuestion } from '../rollout/templates.js';
+import { type CropResult, cropTool } from '../tools/crop.js';
+import { fillTemplate } from '../tools/types.js';
+import { deriveSeed, Rng } from './rng.js';
+import { type Box, DEMO_MAX_PIXELS, DEMO_MIN_PIXELS, type Scene, type SceneOptions, encodePng, generateScene } from './scenes.js';
+
+export type DemoSplit = 'train' | 'test';
+
+export interface DemoDatasetOptions {
+  split: DemoSplit;
+  n: number;
+  seed: number;
+  scene?: SceneOptions;
+  /** The crop tool's pixel budget for the returned image; default DEMO_CROP_MIN_PIXELS and the model's maxPixels. */
+  cropMinPixels?: number;
+  cropMaxPixels?: number;
+  /** User text of the grounding set. */
+  groundingText?: string;
+  /** User text after the close-up in the answer set; placeholder {question}. Default MGPO's turn 2. */
+  answerText?: string;
+  /** Largest shift (model-frame pixels) of the close-up box around the tile in the answer set; default 8. */
+  closeUpJitter?: number;
+  /** Called after each item is written. */
+  onItem?: (index: number, scene: Scene) => void;
+}
+
+export interface DemoDatasetResult {
+  dir: string;
+  /** JSONL files (absolute paths). */
+  rows: string;
+  grounding: string;
+  answer: string;
+  mgpo: string;
+  n: number;
+  /** [h, w] every scene is resized to for the model. */
+  modelFrame: [number, number];
+}
+
+/**
+ * The crop budget's floor: a grown minimal box (29 model px = 203–204 original px at the default
+ * scale 7) is enlarged to 224×224 (64 image tokens). Not 224² itself: smart_resize's enlarge branch
+ * then rounds 204 px up to 252 (floating point in ceil), past the model's budget.
+ */
+export const DEMO_CROP_MIN_PIXELS = 200 * 200;
+export const DEMO_GROUNDING_TEXT = 'Where is the small tile? Answer with its box as JSON.';
+export const DEMO_BOX_LABEL = 'tile';
+
+/** The assistant's grounding answer for a model-frame box, as Qwen2.5-VL writes it. */
+export function groundingAnswer(box: Box, label = DEMO_BOX_LABEL): string {
+  return '```json\n' + JSON.stringify([{ bbox_2d: box, label }]).replace(/,/g, ', ').replace(/":/g, '": ') + '\n```';
+}
+
+/** The assistant's final answer: the option letter in \boxed{}. */
+export function boxedAnswer(letter: string): string { return `\\boxed{${letter}}`; }
+
+/** The tile box in the model frame, rounded to integers (exact when the tile is grid-snapped). */
+export function modelFrameBox(box: Box, original: [number, number], frame: [number, number]): Box {
+  const [H, W] = original, [h, w] = frame;
+  return [Math.round((box[0] * w) / W), Math.round((box[1] * h) / H), Math.round((box[2] * w) / W), Math.round((box[3] * h) / H)];
+}
+
+/** The crop tool configured as the demo uses it (shared with the demo runner). */
+export function demoCropTool(opts: { cropMinPixels?: number; cropMaxPixels?: number; scene?: SceneOptions } = {}) {
+  const maxPixels = opts.scene?.modelMaxPixels ?? DEMO_MAX_PIXELS, minPixels = opts.scene?.modelMinPixels ?? DEMO_MIN_PIXELS;
+  return cropTool({
+    processor: new ImageProcessor({ maxPixels, minPixels }), clamp: true, growSmall: true,
+    minPixels: opts.cropMinPixels ?? Math.min(DEMO_CROP_MIN_PIXELS, maxPixels), maxPixels: opts.cropMaxPixels ?? maxPixels,
+  });
+}
+
+const contains = (outer: Box, inner: Box) => outer[0] <= inner[0] && outer[1] <= inner[1] && outer[2] >= inner[2] && outer[3] >= inner[3];
+
+function checkOptions(dir: string, o: DemoDatasetOptions): void {
+  if (typeof dir !== 'string' || dir.length === 0) throw new Error('writeDemoDataset: dir must be a non-empty path');
+  if (o?.split !== 'train' && o?.split !== 'test') throw new Error(`writeDemoDataset: split must be 'train' or 'test', got ${JSON.stringify(o?.split)}`);
+  if (!Number.isInteger(o.n) || o.n < 1 || o.n > 1_000_000) throw new Error(`writeDemoDataset: n must be an integer in [1, 1000000], got ${o.n}`);
+  if (!Number.isSafeInteger(o.seed) || o.seed < 0) throw new Error(`writeDemoDataset: seed must be a non-negative safe integer, got ${o.seed}`);
+  const j = o.closeUpJitter ?? 8;
+  if (!Number.isInteger(j) || j < 0) throw new Error(`writeDemoDataset: closeUpJitter must be a non-negative integer, got ${o.closeUpJitter}`);
+}
+
+/** Writes the split under `dir` (created if needed); see the file comment for the files. */
+export async function writeDemoDataset(dir: string, opts: DemoDatasetOptions): Promise<DemoDatasetResult> {
+  checkOptions(dir, opts);
+  const { split, n, seed } = opts;
+  const root = path.resolve(dir);
+  await fsp.mkdir(path.join(root, split), { recursive: true });
+  const tool = demoCropTool(opts);
+  const groundingText = opts.groundingText ?? DEMO_GROUNDING_TEXT;
+  const answerText = opts.answerText ?? MGPO_TEMPLATE.turn2;
+  fillTemplate(answerText, { question: '' }, 'writeDemoDataset answerText');
+  const jitter = opts.closeUpJitter ?? 8;
+  const lines = { rows: [] as string[], grounding: [] as string[], answer: [] as string[], mgpo: [] as string[] };
+  let modelFrame: [number, number] = [0, 0];
+
+  for (let i = 0; i < n; i++) {
+    const sceneSeed = deriveSeed(seed, i);
+    const scene = await generateScene(sceneSeed, opts.scene);
+    modelFrame = scene.modelFrame;
+    const id = `${split}-${String(i).padStart(5, '0')}`;
+    const rel = (name: string) => `${split}/${id}-${name}.png`;
+    await fsp.writeFile(path.join(root, rel('scene')), scene.png);
+    const question = formatQuestion(scene.question, scene.choices);
+    const box = modelFrameBox(scene.target.box, [scene.height, scene.width], scene.modelFrame);
+    const boxText = groundingAnswer(box);
+    const input = { original: scene.image, modelFrame: scene.modelFrame };
+
+    // The close-up the tool returns for the exact box (MGPO transcript) and for a shifted one (answer set).
+    const exact = tool.crop(boxText, input);
+    const rng = new Rng(deriveSeed(sceneSeed, 1));   // independent of the scene's own draws
+    const dx = rng.int(-jitter, jitter), dy = rng.int(-jitter, jitter);
+    let shifted = tool.crop(groundingAnswer([box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy]), input);
+    if (!shifted.ok || !contains(shifted.boxOriginal!, scene.target.box)) shifted = exact;
+    if (!exact.ok || !contains(exact.boxOriginal!, scene.target.box)) {
+      throw new Error(`writeDemoDataset: item ${id}: the crop tool rejects the tile's own box ${JSON.stringify(box)} ` +
+        `(${exact.message ?? 'crop does not contain the tile'}); the scene/crop options are inconsistent`);
+    }
+    await writeCloseUp(root, rel('crop'), exact);
+    if (shifted !== exact) await writeCloseUp(root, rel('closeup'), shifted);
+    const closeUp = shifted === exact ? rel('crop') : rel('closeup');
+
+    lines.rows.push(JSON.stringify({
+      id, images: [rel('scene')], question: scene.question, choices: scene.choices, answer: scene.answer,
+      bbox: { image: 0, box: scene.target.box }, dataSource: 'fovea-demo', sceneSeed, target: scene.target.char,
+    }));
+    lines.grounding.push(JSON.stringify({ messages: [
+      { role: 'user', content: [{ type: 'image', image: rel('scene') }, { type: 'text', text: groundingText }] },
+      { role: 'assistant', content: boxText },
+    ] }));
+    lines.answer.push(JSON.stringify({ messages: [
+      { role: 'user', content: [{ type: 'image', image: closeUp }, { type: 'text', text: fillTemplate(answerText, { question }, 'answerText') }] },
+      { role: 'assistant', content: boxedAnswer(scene.answer) },
+    ] }));
+    lines.mgpo.push(JSON.stringify({ messages: [
+      { role: 'system', content: MGPO_TEMPLATE.system },
+      { role: 'user', content: [{ type: 'image', image: rel('scene') }, { type: 'text', text: fillTemplate(MGPO_TEMPLATE.turn1, { question }, 'turn1') }] },
+      { role: 'assistant', content: boxText },
+      { role: 'user', content: [
+        { type: 'text', text: fillTemplate(MGPO_TEMPLATE.cropValid, { box: `[${exact.boxOriginal!.join(', ')}]` }, 'cropValid') },
+        { type: 'image', image: rel('crop') },
+        { type: 'text', text: fillTemplate(MGPO_TEMPLATE.turn2, { question }, 'turn2') },
+      ] },
+      { role: 'assistant', content: boxedAnswer(scene.answer) },
+    ] }));
+    opts.onItem?.(i, scene);
+  }
+  const file = (name: string) => path.join(root, `${split}${name}.jsonl`);
+  const out: DemoDatasetResult = {
+    dir: root, rows: file(''), grounding: file('_grounding'), answer: file('_answer'), mgpo: file('_mgpo'), n, modelFrame,
+  };
+  await fsp.writeFile(out.rows, lines.rows.join('\n') + '\n');
+  await fsp.writeFile(out.grounding, lines.grounding.join('\n') + '\n');
+  await fsp.writeFile(out.answer, lines.answer.join('\n') + '\n');
+  await fsp.writeFile(out.mgpo, lines.mgpo.join('\n') + '\n');
+  return out;
+}
+
+/** Saves a crop resized to the frame the tool packs it in (Pillow-exact bicubic, as the processor). */
+async function writeCloseUp(root: string, rel: string, crop: CropResult): Promise<void> {
+  const [h, w] = crop.imageFrame;
+  const img = crop.image.height === h && crop.image.width === w ? crop.image : resizeBicubic(crop.image, h, w);
+  await fsp.writeFile(path.join(root, rel), await encodePng(img));
+}

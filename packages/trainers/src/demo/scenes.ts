@@ -1,0 +1,255 @@
+// The generated high-resolution visual-search task of `fovea demo`: a large cluttered scene
+// (random shapes, colors and text fragments, drawn as one SVG and rendered by sharp) holding one
+// small yellow tile with a character on it; the question asks which character, multiple choice.
+//
+// Invariants:
+// - A scene is a pure function of (seed, options): same seed → identical RGB bytes and PNG.
+// - The target tile is the only yellow thing: clutter colors avoid the tile's hue band
+//   (TILE_HUE ± TILE_HUE_GAP for saturated colors), distractor tiles have other fills. Nothing
+//   is drawn over the target tile.
+// - Characters are the 5×7 bitmap font of glyphs.ts on pixel-aligned cells (no system fonts).
+// - Frames: the model sees the scene smart-resized to `modelFrame` [h, w] (maxPixels budget,
+//   default 224·224). When the original is an integer multiple of that frame (the default:
+//   1568 = 7·224) the tile's edges and size are snapped to multiples of that scale, so its box
+//   is exactly an integer box in the model frame too.
+// - Boxes are [x1, y1, x2, y2] pixel edges of the original (the tile covers x1 ≤ x < x2).
+import sharp from 'sharp';
+import { type RgbImage, smartResize } from '@fovea/models';
+import { ANSWER_CHARS, FONT_CHARS, GLYPH_COLS, GLYPH_ROWS, textPath, textWidth } from './glyphs.js';
+import { Rng } from './rng.js';
+
+export type Box = [number, number, number, number];
+
+export interface SceneOptions {
+  /** Scene size in pixels; default 1568 × 1568 (each side ≥ 1536). */
+  width?: number;
+  height?: number;
+  /** The pixel budget of the model's view (the processor's maxPixels); default 224·224. */
+  modelMaxPixels?: number;
+  modelMinPixels?: number;
+  /** Side of the target tile in pixels, inclusive range; default [24, 40]. */
+  tileSizeRange?: [number, number];
+  /** Clutter counts: random shapes, text fragments, tiles of other colors. */
+  shapes?: number;
+  texts?: number;
+  distractorTiles?: number;
+  /** Answer options per question (2..ANSWER_CHARS.length); default 4. */
+  numChoices?: number;
+}
+
+export interface SceneTarget {
+  box: Box;
+  char: string;
+  size: number;
+  /** Pixels per font cell and the glyph's top-left corner (original pixels). */
+  cell: number;
+  glyphOrigin: [number, number];
+}
+
+export interface Scene {
+  seed: number;
+  width: number;
+  height: number;
+  /** Decoded pixels (RGB) and the same image as PNG bytes. */
+  image: RgbImage;
+  png: Buffer;
+  target: SceneTarget;
+  /** Tiles of other colors (clutter), for inspection. */
+  distractors: { box: Box; char: string; fill: string }[];
+  /** [h, w] of the resized image the model sees under the modelMaxPixels budget. */
+  modelFrame: [number, number];
+  question: string;
+  choices: string[];
+  /** The correct option's letter (A, B, …) and index. */
+  answer: string;
+  answerIndex: number;
+}
+
+export const DEMO_SCENE_SIZE = 1568;
+export const DEMO_MAX_PIXELS = 224 * 224;
+export const DEMO_MIN_PIXELS = 56 * 56;
+export const TILE_FILL = '#ffd200';
+export const TILE_HUE = 49;
+export const TILE_HUE_GAP = 40;
+export const DEMO_QUESTION = 'What character is written on the small yellow tile?';
+const LETTERS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ';
+const FACTOR = 28;   // patch 14 · merge 2: smart_resize's rounding unit
+
+interface Resolved {
+  width: number; height: number; maxPixels: number; minPixels: number; tileSizes: number[]; grid: number;
+  shapes: number; texts: number; distractorTiles: number; numChoices: number; modelFrame: [number, number];
+}
+
+function count(v: number | undefined, dflt: number, name: string, max: number): number {
+  const n = v ?? dflt;
+  if (!Number.isInteger(n) || n < 0 || n > max) throw new Error(`generateScene: ${name} must be an integer in [0, ${max}], got ${v}`);
+  return n;
+}
+
+/** Validates the options and derives the model frame, the snapping grid and the allowed tile sizes. */
+export function resolveSceneOptions(opts: SceneOptions = {}): Resolved {
+  const width = opts.width ?? DEMO_SCENE_SIZE, height = opts.height ?? DEMO_SCENE_SIZE;
+  for (const [k, v] of [['width', width], ['height', height]] as const) {
+    if (!Number.isInteger(v) || v < 1536 || v > 8192) throw new Error(`generateScene: ${k} must be an integer in [1536, 8192] (a high-resolution scene), got ${v}`);
+  }
+  const maxPixels = opts.modelMaxPixels ?? DEMO_MAX_PIXELS, minPixels = opts.modelMinPixels ?? DEMO_MIN_PIXELS;
+  if (!Number.isInteger(maxPixels) || !Number.isInteger(minPixels) || minPixels < 1 || maxPixels < minPixels) {
+    throw new Error(`generateScene: need integers 1 <= modelMinPixels <= modelMaxPixels, got ${minPixels} and ${maxPixels}`);
+  }
+  const modelFrame = smartResize(height, width, { factor: FACTOR, minPixels, maxPixels }) as [number, number];
+  const sy = height / modelFrame[0], sx = width / modelFrame[1];
+  const grid = Number.isInteger(sx) && sx === sy ? sx : 1;
+  const [lo, hi] = opts.tileSizeRange ?? [24, 40];
+  if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 14 || hi < lo || hi > 200) {
+    throw new Error(`generateScene: tileSizeRange must be integers [lo, hi] with 14 <= lo <= hi <= 200, got ${JSON.stringify(opts.tileSizeRange)}`);
+  }
+  const tileSizes: number[] = [];
+  for (let s = lo; s <= hi; s++) if (s % grid === 0) tileSizes.push(s);
+  if (tileSizes.length === 0) {
+    throw new Error(`generateScene: no tile size in [${lo}, ${hi}] is a multiple of ${grid} (the scene-to-model scale the tile is snapped to); widen tileSizeRange`);
+  }
+  const numChoices = opts.numChoices ?? 4;
+  if (!Number.isInteger(numChoices) || numChoices < 2 || numChoices > ANSWER_CHARS.length) {
+    throw new Error(`generateScene: numChoices must be an integer in [2, ${ANSWER_CHARS.length}], got ${opts.numChoices}`);
+  }
+  return {
+    width, height, maxPixels, minPixels, tileSizes, grid, modelFrame, numChoices,
+    shapes: count(opts.shapes, 320, 'shapes', 20000), texts: count(opts.texts, 90, 'texts', 5000),
+    distractorTiles: count(opts.distractorTiles, 10, 'distractorTiles', 500),
+  };
+}
+
+/** Tile geometry: border, font cell and glyph origin for a tile of side `size` at (x, y). */
+export function tileLayout(x: number, y: number, size: number): { border: number; cell: number; glyphOrigin: [number, number] } {
+  const border = size >= 32 ? 2 : 1;
+  const cell = Math.floor((size - 2 * border - 2) / GLYPH_ROWS);
+  if (cell < 1) throw new Error(`tileLayout: a ${size} px tile is too small for a ${GLYPH_COLS}x${GLYPH_ROWS} glyph`);
+  return { border, cell, glyphOrigin: [x + Math.floor((size - GLYPH_COLS * cell) / 2), y + Math.floor((size - GLYPH_ROWS * cell) / 2)] };
+}
+
+function hslHex(h: number, s: number, l: number): string {
+  const k = (n: number) => (n + h / 30) % 12;
+  const a = s * Math.min(l, 1 - l);
+  const f = (n: number) => Math.round(255 * (l - a * Math.max(-1, Math.min(k(n) - 3, 9 - k(n), 1))));
+  return '#' + [f(0), f(8), f(4)].map((v) => v.toString(16).padStart(2, '0')).join('');
+}
+
+/** A clutter color: any hue but the tile's band (grays are always allowed). */
+function clutterColor(rng: Rng, lightness: [number, number]): string {
+  const l = rng.range(lightness[0], lightness[1]);
+  if (rng.float() < 0.15) return hslHex(0, 0, l);
+  let h = rng.range(0, 360 - 2 * TILE_HUE_GAP);
+  if (h > TILE_HUE - TILE_HUE_GAP) h += 2 * TILE_HUE_GAP;   // skip the band around the tile's hue
+  return hslHex(h % 360, rng.range(0.35, 0.95), l);
+}
+
+const f1 = (v: number) => (Math.round(v * 10) / 10).toString();
+
+function shapeSvg(rng: Rng, W: number, H: number): string {
+  const size = Math.exp(rng.range(Math.log(10), Math.log(170)));
+  const cx = rng.range(0, W), cy = rng.range(0, H);
+  const fill = clutterColor(rng, [0.2, 0.8]);
+  switch (rng.int(0, 5)) {
+    case 0: return `<rect x="${f1(cx - size / 2)}" y="${f1(cy - size * 0.35)}" width="${f1(size)}" height="${f1(size * rng.range(0.3, 1.2))}" fill="${fill}"/>`;
+    case 1: return `<circle cx="${f1(cx)}" cy="${f1(cy)}" r="${f1(size / 2)}" fill="${fill}"/>`;
+    case 2: return `<ellipse cx="${f1(cx)}" cy="${f1(cy)}" rx="${f1(size / 2)}" ry="${f1(size * rng.range(0.15, 0.45))}" transform="rotate(${f1(rng.range(0, 180))} ${f1(cx)} ${f1(cy)})" fill="${fill}"/>`;
+    case 3: {
+      const pts = [0, 1, 2].map(() => `${f1(cx + rng.range(-size, size) / 2)},${f1(cy + rng.range(-size, size) / 2)}`).join(' ');
+      return `<polygon points="${pts}" fill="${fill}"/>`;
+    }
+    case 4: {
+      const a = rng.range(0, Math.PI);
+      return `<line x1="${f1(cx - Math.cos(a) * size)}" y1="${f1(cy - Math.sin(a) * size)}" x2="${f1(cx + Math.cos(a) * size)}" y2="${f1(cy + Math.sin(a) * size)}" stroke="${fill}" stroke-width="${f1(rng.range(1.5, 6))}"/>`;
+    }
+    default: return `<circle cx="${f1(cx)}" cy="${f1(cy)}" r="${f1(size / 2)}" fill="none" stroke="${fill}" stroke-width="${f1(rng.range(2, 8))}"/>`;
+  }
+}
+
+function textSvg(rng: Rng, W: number, H: number): string {
+  const cell = rng.int(2, 6);
+  const text = Array.from({ length: rng.int(2, 7) }, () => rng.pick(FONT_CHARS)).join('');
+  const w = textWidth(text, cell), h = GLYPH_ROWS * cell;
+  const x = rng.int(0, W - w - 1), y = rng.int(0, H - h - 1);
+  return `<path d="${textPath(text, x, y, cell)}" fill="${clutterColor(rng, [0.05, 0.45])}" shape-rendering="crispEdges"/>`;
+}
+
+function tileSvg(x: number, y: number, size: number, char: string, fill: string): string {
+  const { border, cell, glyphOrigin } = tileLayout(x, y, size);
+  return `<g shape-rendering="crispEdges"><rect x="${x}" y="${y}" width="${size}" height="${size}" fill="#101010"/>` +
+    `<rect x="${x + border}" y="${y + border}" width="${size - 2 * border}" height="${size - 2 * border}" fill="${fill}"/>` +
+    `<path d="${textPath(char, glyphOrigin[0], glyphOrigin[1], cell)}" fill="#101010"/></g>`;
+}
+
+const overlaps = (a: Box, b: Box, margin: number) =>
+  a[0] < b[2] + margin && b[0] < a[2] + margin && a[1] < b[3] + margin && b[1] < a[3] + margin;
+
+/** Draws the scene's SVG and its labels (no rendering; see generateScene). */
+export function sceneSpec(seed: number, opts: SceneOptions = {}): Omit<Scene, 'image' | 'png'> & { svg: string } {
+  const o = resolveSceneOptions(opts);
+  const rng = new Rng(seed);
+  const { width: W, height: H, grid } = o;
+  const bg = hslHex(rng.range(TILE_HUE + TILE_HUE_GAP, 360 + TILE_HUE - TILE_HUE_GAP) % 360, rng.range(0, 0.2), rng.range(0.82, 0.95));
+
+  // The question first, so the distractor tiles can carry the other options.
+  const char = rng.pick(ANSWER_CHARS);
+  const others = rng.shuffled(ANSWER_CHARS.filter((c) => c !== char)).slice(0, o.numChoices - 1);
+  const choices = rng.shuffled([char, ...others]);
+  const answerIndex = choices.indexOf(char);
+
+  const size = rng.pick(o.tileSizes);
+  const margin = Math.max(16, grid);
+  const snap = (lo: number, hi: number) => grid * rng.int(Math.ceil(lo / grid), Math.floor(hi / grid));
+  const tx = snap(margin, W - margin - size), ty = snap(margin, H - margin - size);
+  const box: Box = [tx, ty, tx + size, ty + size];
+  const layout = tileLayout(tx, ty, size);
+
+  const parts: string[] = [`<rect width="${W}" height="${H}" fill="${bg}"/>`];
+  for (let i = 0; i < o.shapes; i++) parts.push(shapeSvg(rng, W, H));
+  for (let i = 0; i < o.texts; i++) parts.push(textSvg(rng, W, H));
+  const distractors: Scene['distractors'] = [];
+  for (let i = 0; i < o.distractorTiles; i++) {
+    const s = rng.pick(o.tileSizes);
+    const dChar = i < others.length ? others[i] : rng.pick(ANSWER_CHARS);
+    const fill = clutterColor(rng, [0.55, 0.85]);
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const x = rng.int(4, W - s - 4), y = rng.int(4, H - s - 4);
+      const b: Box = [x, y, x + s, y + s];
+      if (overlaps(b, box, 3 * size) || distractors.some((d) => overlaps(b, d.box, 4))) continue;
+      distractors.push({ box: b, char: dChar, fill });
+      parts.push(tileSvg(x, y, s, dChar, fill));
+      break;
+    }
+  }
+  parts.push(tileSvg(tx, ty, size, char, TILE_FILL));   // last: nothing covers the target
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}">${parts.join('')}</svg>`;
+  return {
+    seed, width: W, height: H, svg, distractors, modelFrame: o.modelFrame,
+    target: { box, char, size, cell: layout.cell, glyphOrigin: layout.glyphOrigin },
+    question: DEMO_QUESTION, choices, answer: LETTERS[answerIndex], answerIndex,
+  };
+}
+
+/** Renders the scene of `seed` (see the file comment for what it holds and guarantees). */
+export async function generateScene(seed: number, opts: SceneOptions = {}): Promise<Scene> {
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`generateScene: seed must be a non-negative safe integer, got ${seed}`);
+  const { svg, ...spec } = sceneSpec(seed, opts);
+  let raw: Buffer;
+  try {
+    raw = await sharp(Buffer.from(svg), { limitInputPixels: false }).removeAlpha().toColourspace('srgb').raw().toBuffer();
+  } catch (err) {
+    throw new Error(`generateScene: sharp could not render the scene SVG of seed ${seed}: ${(err as Error).message}`);
+  }
+  if (raw.byteLength !== spec.width * spec.height * 3) {
+    throw new Error(`generateScene: sharp rendered ${raw.byteLength} bytes, expected ${spec.width}x${spec.height}x3`);
+  }
+  const data = new Uint8Array(raw.byteLength);
+  data.set(raw);
+  const png = await encodePng({ data, height: spec.height, width: spec.width, channels: 3 });
+  return { ...spec, image: { data, height: spec.height, width: spec.width, channels: 3 }, png };
+}
+
+/** PNG bytes of an RGB image (deterministic: fixed compression settings). */
+export async function encodePng(img: RgbImage): Promise<Buffer> {
+  return sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
+    .png({ compressionLevel: 3, adaptiveFiltering: false, palette: false }).toBuffer();
+}
