@@ -1,4 +1,5 @@
-// Types of the native addon's bindings. Views are {storage, dtype, shape, strides, offset}
+// Types of @fovea/native: the addon's bindings (default export), the loaded path and the
+// loader's report. Views are {storage, dtype, shape, strides, offset}
 // with strides and offset in elements; see src/napi/binding.h.
 export interface StorageHandle { readonly __brand: 'fovea.storage' }
 export interface ViewArg {
@@ -47,5 +48,20 @@ export interface NativeAddon {
   [binding: string]: any;
 }
 declare const addon: NativeAddon;
+/** Path of the fovea_native.node that was loaded. */
 export const addonPath: string;
+/** One lookup attempt of the loader (loader/load.js), in order. */
+export interface LoadAttempt { path: string; source: string; loaded: boolean; problem: string | null }
+/** How the addon was found and what was decided about CUDA (see loader/cuda.js). */
+export const loadReport: {
+  source: string;
+  attempts: LoadAttempt[];
+  cuda: {
+    mode: 'auto' | 'cpu' | 'cuda';
+    /** enabled: CUDA may be used; unavailable: no driver, nothing expected CUDA; disabled: fell back to the CPU. */
+    state: 'enabled' | 'unavailable' | 'disabled';
+    reason?: string;
+    [key: string]: unknown;
+  };
+};
 export default addon;

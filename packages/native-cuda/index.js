@@ -1,37 +1,26 @@
-// Loads the native addon (fovea_native.node) and tells it where the CUDA sidecar lives.
-// Order: a local build in this package (developers; `npm run build:native`), else an error
-// that says how to build it. Prebuilt per-platform packages come with the install issue.
-import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+// @fovea/native: loads the native addon (fovea_native.node) and decides whether CUDA may be
+// used, then exports the addon. Where the addon comes from: loader/load.js (a local build,
+// then the same-version prebuilt package for this machine, else an error saying how to build
+// from source). CUDA: loader/cuda.js (driver and sidecar looked up on disk, then probed in a
+// child process; a failure falls back to the CPU with one loud message, or throws when
+// FOVEA_DEVICE=cuda). `npx fovea-native doctor` shows everything this file decided.
+import { loadErrorMessage, OWN_VERSION, PACKAGE_ROOT, tryLoadAddon } from './loader/load.js';
+import { setupCuda } from './loader/cuda.js';
+import { packageNames } from './loader/platform.js';
+import { join } from 'node:path';
 
-const require = createRequire(import.meta.url);
-const here = dirname(fileURLToPath(import.meta.url));
-const candidates = [
-  process.env.FOVEA_NATIVE_PATH,
-  join(here, 'build', 'Release', 'fovea_native.node'),
-  join(here, 'build-debug', 'Debug', 'fovea_native.node'),
-].filter(Boolean);
+const loaded = tryLoadAddon();
+if (!loaded.addon) throw new Error(loadErrorMessage(loaded.attempts));
 
-function load() {
-  const tried = [];
-  for (const path of candidates) {
-    if (!existsSync(path)) { tried.push(`${path} (not found)`); continue; }
-    try {
-      return { addon: require(path), path };
-    } catch (err) {
-      tried.push(`${path} (${err.message})`);
-    }
-  }
-  throw new Error(
-    'fovea: could not load the native addon @fovea/native.\n' +
-    `Tried:\n  ${tried.join('\n  ')}\n` +
-    'Build it from source with `npm run build:native` at the repository root ' +
-    '(needs cmake, a C++17 compiler, and optionally nvcc for the CUDA sidecar).',
-  );
-}
+const { addon, cuda } = setupCuda(loaded.addon, {
+  addonPath: loaded.path,
+  cudaPackage: packageNames().cuda,
+  ownVersion: OWN_VERSION,
+  resolveFrom: join(PACKAGE_ROOT, 'index.js'),
+});
 
-const { addon, path } = load();
-export const addonPath = path;
+/** Path of the fovea_native.node that was loaded. */
+export const addonPath = loaded.path;
+/** How the loader got here: the attempts in order and the CUDA decision (for `fovea doctor`). */
+export const loadReport = { source: loaded.source, attempts: loaded.attempts, cuda };
 export default addon;
