@@ -20,6 +20,7 @@ import { chat, type ChatResult } from './chat/chat.js';
 import { loadSftConfig } from './sft/config.js';
 import { sft } from './sft/trainer.js';
 import { exportMergedModel } from './lora/export.js';
+import { formatDemoTable, runDemo } from './demo/run.js';
 
 export const USAGE = `Usage: fovea <command> [options]
 
@@ -50,6 +51,12 @@ Commands:
       --max-new-tokens N      tokens per assistant turn (default 256)
       --choices "A text|B text"  multiple choice: options separated by |, answer read as a letter
       --temperature T         0 = greedy (default); > 0 samples, with --top-k N, --top-p P, --seed N
+  demo [--quick] [--out DIR] [--seed N]
+                            The main job at small scale: generate a visual-search task, write a
+                            tiny Qwen2.5-VL, cold-start it (SFT), train MGPO and a GRPO baseline
+                            with the same budget, and evaluate them greedily (≈15 min on 2 cores;
+                            --quick ≈2 min and too short to learn). Prints a table; writes
+                            report.html and summary.json in DIR (default ./fovea-demo).
   doctor                    Check the native engine: addon, CPU features, CUDA sidecar and devices.
 
 Options shared by eval and chat:
@@ -94,6 +101,23 @@ async function runSft(args: string[], io: CliIo): Promise<number> {
     onStep: (m) => (bar as ProgressBar | null)?.tick(1, { step: m.step, loss: m.loss, lr: m.lr }),
   });
   io.stdout.write(`fovea sft: done, steps ${res.startStep + 1}..${res.lastStep}; run ${res.runDir}\n`);
+  return 0;
+}
+
+async function runDemoCommand(args: string[], io: CliIo): Promise<number> {
+  const { flags, positional } = parseFlags('demo', args, { '--quick': 'bool', '--out': 'path', '--seed': 'seed' });
+  if (positional.length) throw new UsageError(`fovea demo: unexpected argument ${JSON.stringify(positional[0])}; usage: fovea demo [--quick] [--out DIR] [--seed N]`);
+  const seed = flags['--seed'] as number | undefined;
+  if (seed !== undefined && seed < 0) throw new UsageError(`fovea demo: --seed expects an integer >= 0, got ${seed}`);
+  const t0 = performance.now();
+  const s = await runDemo({
+    quick: flags['--quick'] === true, out: flags['--out'] as string | undefined, seed,
+    log: (line) => io.stderr.write(`${line}  (${((performance.now() - t0) / 1000).toFixed(0)} s)\n`),
+  });
+  io.stdout.write(`\n${formatDemoTable(s.evals)}\n\n`);
+  if (s.rlIou.first !== null) io.stdout.write(`MGPO crop IoU during RL: ${s.rlIou.first.toFixed(3)} (first quarter of steps) → ${s.rlIou.last!.toFixed(3)} (last quarter)\n`);
+  io.stdout.write(`${s.quick ? 'quick run (too short to learn: it checks that every stage runs)' : 'full run'}; ${s.seconds.total.toFixed(0)} s\n`);
+  io.stdout.write(`report: ${s.report}\nrun directory: ${s.runDir}\n`);
   return 0;
 }
 
@@ -328,8 +352,9 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
     if (cmd === 'chat') return await runChat(rest, io);
     if (cmd === 'doctor') return await runDoctor(rest, io);
     if (cmd === 'sft') return await runSft(rest, io);
+    if (cmd === 'demo') return await runDemoCommand(rest, io);
     if (cmd === 'export') return await runExport(rest, io);
-    if (cmd !== 'train') throw new UsageError(`fovea: unknown command ${JSON.stringify(cmd)}; commands: train, sft, eval, chat, export, doctor (fovea --help)`);
+    if (cmd !== 'train') throw new UsageError(`fovea: unknown command ${JSON.stringify(cmd)}; commands: train, sft, eval, chat, export, demo, doctor (fovea --help)`);
     const { config: file } = parseTrainArgs(rest);
     const config = loadTrainConfig(file);
     let bar: ProgressBar | null = null;

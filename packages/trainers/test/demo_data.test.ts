@@ -18,7 +18,7 @@ import {
   ANSWER_CHARS, FONT_CHARS, GLYPH_COLS, GLYPH_ROWS, MIN_ANSWER_DISTANCE, glyphBitmap, glyphDistance,
 } from '../src/demo/glyphs.js';
 import { deriveSeed } from '../src/demo/rng.js';
-import { type Scene, DEMO_QUESTION, generateScene, sceneSpec } from '../src/demo/scenes.js';
+import { type Scene, DEMO_COLOR_QUESTION, DEMO_QUESTION, MARK_COLORS, generateScene, markSize, sceneSpec } from '../src/demo/scenes.js';
 import {
   DEMO_GROUNDING_TEXT, boxedAnswer, demoCropTool, groundingAnswer, modelFrameBox, writeDemoDataset,
 } from '../src/demo/demoDataset.js';
@@ -142,6 +142,28 @@ describe('generated scenes', () => {
     expect(() => sceneSpec(1, { numChoices: 1 })).toThrow(/numChoices must be an integer in \[2, /);
     expect(() => sceneSpec(1, { modelMinPixels: 9e4, modelMaxPixels: 5e4 })).toThrow(/modelMinPixels <= modelMaxPixels/);
     expect(() => sceneSpec(1, { shapes: -3 })).toThrow(/shapes must be an integer/);
+  });
+});
+
+describe('color-detail scenes', () => {
+  it('put a mark of the answer color at the tile center; options are the fixed color list', async () => {
+    for (const seed of [3, 4, 5, 6]) {
+      const sc = await generateScene(seed, { detail: 'color', shapes: 40, texts: 10 });
+      expect(sc.question).toBe(DEMO_COLOR_QUESTION);
+      expect(sc.choices).toEqual(MARK_COLORS.map((c) => c.name));
+      const want = MARK_COLORS[sc.answerIndex];
+      expect(sc.answer).toBe('ABCD'[sc.answerIndex]);
+      expect(sc.target.char).toBe(want.name);
+      const [x1, y1] = sc.target.box, size = sc.target.size, m = markSize(size);
+      const px = (x: number, y: number) => { const o = (y * sc.width + x) * 3; return [sc.image.data[o], sc.image.data[o + 1], sc.image.data[o + 2]]; };
+      const hex = (h: string) => [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16));
+      const c = x1 + Math.floor(size / 2), r = y1 + Math.floor(size / 2);
+      expect(px(c, r)).toEqual(hex(want.hex));
+      // Outside the mark but inside the tile: the tile's yellow.
+      expect(px(x1 + 3, y1 + 3)).toEqual(hex('#ffd200'));
+      expect(m).toBeGreaterThanOrEqual(4);
+    }
+    expect(() => sceneSpec(1, { detail: 'shape' as never })).toThrow(/detail must be 'char' or 'color'/);
   });
 });
 

@@ -31,10 +31,13 @@ export interface DemoDatasetOptions {
   /** The crop tool's pixel budget for the returned image; default DEMO_CROP_MIN_PIXELS and the model's maxPixels. */
   cropMinPixels?: number;
   cropMaxPixels?: number;
-  /** User text of the grounding set. */
+  /** User text of the grounding set; placeholder {question} (optional): the row's question with its choices. */
   groundingText?: string;
   /** User text after the close-up in the answer set; placeholder {question}. Default MGPO's turn 2. */
   answerText?: string;
+  /** User text before the close-up in the answer set (as the tool turn's text); placeholder {box}
+   *  (the crop in original pixels). Default: none. */
+  answerPrefix?: string;
   /** Largest shift (model-frame pixels) of the close-up box around the tile in the answer set; default 8. */
   closeUpJitter?: number;
   /** Called after each item is written. */
@@ -106,6 +109,9 @@ export async function writeDemoDataset(dir: string, opts: DemoDatasetOptions): P
   const groundingText = opts.groundingText ?? DEMO_GROUNDING_TEXT;
   const answerText = opts.answerText ?? MGPO_TEMPLATE.turn2;
   fillTemplate(answerText, { question: '' }, 'writeDemoDataset answerText');
+  fillTemplate(groundingText, { question: '' }, 'writeDemoDataset groundingText');
+  const answerPrefix = opts.answerPrefix ?? '';
+  fillTemplate(answerPrefix, { box: '' }, 'writeDemoDataset answerPrefix');
   const jitter = opts.closeUpJitter ?? 8;
   const lines = { rows: [] as string[], grounding: [] as string[], answer: [] as string[], mgpo: [] as string[] };
   let modelFrame: [number, number] = [0, 0];
@@ -141,11 +147,14 @@ export async function writeDemoDataset(dir: string, opts: DemoDatasetOptions): P
       bbox: { image: 0, box: scene.target.box }, dataSource: 'fovea-demo', sceneSeed, target: scene.target.char,
     }));
     lines.grounding.push(JSON.stringify({ messages: [
-      { role: 'user', content: [{ type: 'image', image: rel('scene') }, { type: 'text', text: groundingText }] },
+      { role: 'user', content: [{ type: 'image', image: rel('scene') }, { type: 'text', text: fillTemplate(groundingText, { question }, 'groundingText') }] },
       { role: 'assistant', content: boxText },
     ] }));
     lines.answer.push(JSON.stringify({ messages: [
-      { role: 'user', content: [{ type: 'image', image: closeUp }, { type: 'text', text: fillTemplate(answerText, { question }, 'answerText') }] },
+      { role: 'user', content: [
+        ...(answerPrefix ? [{ type: 'text', text: fillTemplate(answerPrefix, { box: `[${shifted.boxOriginal!.join(', ')}]` }, 'answerPrefix') }] : []),
+        { type: 'image', image: closeUp }, { type: 'text', text: fillTemplate(answerText, { question }, 'answerText') },
+      ] },
       { role: 'assistant', content: boxedAnswer(scene.answer) },
     ] }));
     lines.mgpo.push(JSON.stringify({ messages: [

@@ -35,6 +35,10 @@ export interface SceneOptions {
   distractorTiles?: number;
   /** Answer options per question (2..ANSWER_CHARS.length); default 4. */
   numChoices?: number;
+  /** What the question asks about the target: 'char' (default), the character on the tile; or
+   *  'color', the color of a small square mark at the tile's center (about a fifth of the tile's
+   *  side), asked with the fixed options of MARK_COLORS. */
+  detail?: 'char' | 'color';
 }
 
 export interface SceneTarget {
@@ -72,12 +76,18 @@ export const TILE_FILL = '#ffd200';
 export const TILE_HUE = 49;
 export const TILE_HUE_GAP = 40;
 export const DEMO_QUESTION = 'What character is written on the small yellow tile?';
+export const DEMO_COLOR_QUESTION = 'What color is the mark on the small yellow tile?';
+/** The 'color' detail's marks and options, in option order (A, B, C, D). */
+export const MARK_COLORS: readonly { name: string; hex: string }[] = [
+  { name: 'red', hex: '#e0182d' }, { name: 'green', hex: '#0f9d3a' }, { name: 'blue', hex: '#1f4fe0' }, { name: 'black', hex: '#101010' },
+];
 const LETTERS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ';
 const FACTOR = 28;   // patch 14 · merge 2: smart_resize's rounding unit
 
 interface Resolved {
   width: number; height: number; maxPixels: number; minPixels: number; tileSizes: number[]; grid: number;
   shapes: number; texts: number; distractorTiles: number; numChoices: number; modelFrame: [number, number];
+  detail: 'char' | 'color';
 }
 
 function count(v: number | undefined, dflt: number, name: string, max: number): number {
@@ -112,8 +122,10 @@ export function resolveSceneOptions(opts: SceneOptions = {}): Resolved {
   if (!Number.isInteger(numChoices) || numChoices < 2 || numChoices > ANSWER_CHARS.length) {
     throw new Error(`generateScene: numChoices must be an integer in [2, ${ANSWER_CHARS.length}], got ${opts.numChoices}`);
   }
+  const detail = opts.detail ?? 'char';
+  if (detail !== 'char' && detail !== 'color') throw new Error(`generateScene: detail must be 'char' or 'color', got ${JSON.stringify(opts.detail)}`);
   return {
-    width, height, maxPixels, minPixels, tileSizes, grid, modelFrame, numChoices,
+    detail, width, height, maxPixels, minPixels, tileSizes, grid, modelFrame, numChoices,
     shapes: count(opts.shapes, 320, 'shapes', 20000), texts: count(opts.texts, 90, 'texts', 5000),
     distractorTiles: count(opts.distractorTiles, 10, 'distractorTiles', 500),
   };
@@ -173,11 +185,17 @@ function textSvg(rng: Rng, W: number, H: number): string {
   return `<path d="${textPath(text, x, y, cell)}" fill="${clutterColor(rng, [0.05, 0.45])}" shape-rendering="crispEdges"/>`;
 }
 
-function tileSvg(x: number, y: number, size: number, char: string, fill: string): string {
+/** Side of the 'color' detail's mark: about a fifth of the tile (6–8 px for 28–40 px tiles). */
+export const markSize = (size: number) => Math.max(4, Math.round(size / 5));
+
+function tileSvg(x: number, y: number, size: number, char: string, fill: string, mark?: string): string {
   const { border, cell, glyphOrigin } = tileLayout(x, y, size);
+  const inner = mark === undefined
+    ? `<path d="${textPath(char, glyphOrigin[0], glyphOrigin[1], cell)}" fill="#101010"/>`
+    : (() => { const m = markSize(size), o = Math.floor((size - m) / 2); return `<rect x="${x + o}" y="${y + o}" width="${m}" height="${m}" fill="${mark}"/>`; })();
   return `<g shape-rendering="crispEdges"><rect x="${x}" y="${y}" width="${size}" height="${size}" fill="#101010"/>` +
     `<rect x="${x + border}" y="${y + border}" width="${size - 2 * border}" height="${size - 2 * border}" fill="${fill}"/>` +
-    `<path d="${textPath(char, glyphOrigin[0], glyphOrigin[1], cell)}" fill="#101010"/></g>`;
+    inner + '</g>';
 }
 
 const overlaps = (a: Box, b: Box, margin: number) =>
@@ -193,8 +211,10 @@ export function sceneSpec(seed: number, opts: SceneOptions = {}): Omit<Scene, 'i
   // The question first, so the distractor tiles can carry the other options.
   const char = rng.pick(ANSWER_CHARS);
   const others = rng.shuffled(ANSWER_CHARS.filter((c) => c !== char)).slice(0, o.numChoices - 1);
-  const choices = rng.shuffled([char, ...others]);
-  const answerIndex = choices.indexOf(char);
+  const colorMode = o.detail === 'color';
+  const markIndex = colorMode ? rng.int(0, MARK_COLORS.length - 1) : -1;
+  const choices = colorMode ? MARK_COLORS.map((c) => c.name) : rng.shuffled([char, ...others]);
+  const answerIndex = colorMode ? markIndex : choices.indexOf(char);
 
   const size = rng.pick(o.tileSizes);
   const margin = Math.max(16, grid);
@@ -216,16 +236,16 @@ export function sceneSpec(seed: number, opts: SceneOptions = {}): Omit<Scene, 'i
       const b: Box = [x, y, x + s, y + s];
       if (overlaps(b, box, 3 * size) || distractors.some((d) => overlaps(b, d.box, 4))) continue;
       distractors.push({ box: b, char: dChar, fill });
-      parts.push(tileSvg(x, y, s, dChar, fill));
+      parts.push(tileSvg(x, y, s, dChar, fill, colorMode ? rng.pick(MARK_COLORS).hex : undefined));
       break;
     }
   }
-  parts.push(tileSvg(tx, ty, size, char, TILE_FILL));   // last: nothing covers the target
+  parts.push(tileSvg(tx, ty, size, char, TILE_FILL, colorMode ? MARK_COLORS[markIndex].hex : undefined));   // last: nothing covers the target
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}">${parts.join('')}</svg>`;
   return {
     seed, width: W, height: H, svg, distractors, modelFrame: o.modelFrame,
-    target: { box, char, size, cell: layout.cell, glyphOrigin: layout.glyphOrigin },
-    question: DEMO_QUESTION, choices, answer: LETTERS[answerIndex], answerIndex,
+    target: { box, char: colorMode ? MARK_COLORS[markIndex].name : char, size, cell: layout.cell, glyphOrigin: layout.glyphOrigin },
+    question: colorMode ? DEMO_COLOR_QUESTION : DEMO_QUESTION, choices, answer: LETTERS[answerIndex], answerIndex,
   };
 }
 

@@ -66,6 +66,8 @@ export interface ReportOptions {
   /** While the run is going: add <meta http-equiv="refresh"> with this period (default 30 s when running). */
   running?: boolean;
   refreshSeconds?: number;
+  /** A table shown under the title (cells are text, escaped): e.g. the demo's evaluation. */
+  summary?: { caption: string; header: string[]; rows: string[][] };
 }
 
 export interface ReportResult {
@@ -273,6 +275,12 @@ export function renderReport(records: readonly MetricsRecord[], opts: Omit<Repor
   const lastStep = records.length ? Math.max(...records.map((r) => r.step)) : null;
   body.push(`<h1>${escapeXml(opts.title)}</h1>`);
   body.push(`<p class="meta">${records.length} steps logged${lastStep === null ? '' : ` · last step ${lastStep}`} · updated ${escapeXml(new Date().toISOString())}${opts.note ? ' · ' + escapeXml(opts.note) : ''}</p>`);
+  if (opts.summary) {
+    const t = opts.summary;
+    body.push(`<h2>${escapeXml(t.caption)}</h2><table class="summary"><thead><tr>${t.header.map((h) => `<th>${escapeXml(h)}</th>`).join('')}</tr></thead><tbody>`);
+    for (const r of t.rows) body.push(`<tr>${r.map((c) => `<td>${escapeXml(c)}</td>`).join('')}</tr>`);
+    body.push('</tbody></table>');
+  }
   if (series.length === 0) body.push('<p>No numeric metrics yet.</p>');
   // Groups flow side by side (a group of one plot does not take a whole row).
   else body.push('<div class="groups">');
