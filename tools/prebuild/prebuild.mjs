@@ -2,14 +2,20 @@
 // `npm run build:prebuilt`: builds the prebuilt platform packages for this machine into
 // npm/<target>/ and packs them, with @fovea/native and @fovea/core, into npm/packed/.
 //
-//   node tools/prebuild/prebuild.mjs [--from-dev-build] [--no-cuda] [--cuda-archs LIST] [--static-libstdcxx]
+//   node tools/prebuild/prebuild.mjs [--target linux-x64|linux-arm64] [--from-dev-build] [--no-cuda]
+//                                    [--cuda-archs LIST] [--static-libstdcxx] [--run-native-tests]
 //                                    [--out DIR (tarballs)] [--stage-dir DIR (default npm/)]
 //
-// Targets: the CPU package of this machine (linux-x64 or linux-arm64, glibc) and, on x64 with
-// nvcc, the CUDA sidecar package. Other targets must be built on their own machine (no cross
-// compiler is assumed). The oldest glibc and libstdc++ a binary runs on are those of the build
-// machine's symbols it uses: build releases on the oldest distribution you support;
-// build-info.json records the result (minGlibc, minGlibcxx) and the loader checks it.
+// Targets: by default the CPU package of this machine (linux-x64 or linux-arm64, glibc) and, on
+// x64 with nvcc, the CUDA sidecar package. `--target linux-arm64` on an x86-64 host cross
+// compiles the arm64 CPU package instead (no CUDA) with tools/prebuild/toolchain-aarch64.cmake
+// (Debian: apt-get install g++-aarch64-linux-gnu), building into npm/build/linux-arm64.
+// --run-native-tests runs the C++ tests (fovea_native_tests) of the fresh build before staging;
+// for a cross build under qemu-aarch64 (apt-get install qemu-user-static). The oldest glibc and
+// libstdc++ a binary runs on are those of the build machine's (or cross sysroot's) symbols it
+// uses: build releases on the oldest distribution you support; build-info.json records the
+// result (minGlibc, minGlibcxx) and the loader checks it. Staging refuses a binary whose ELF
+// architecture is not the package's `cpu`.
 // --static-libstdcxx links libstdc++/libgcc statically: no libstdc++ requirement, but their
 // archives may pull newer glibc symbols (on Debian 12 / GCC 12: arc4random, glibc 2.36).
 // CUDA: SASS for sm_80, 86, 89, 90 and PTX for compute_90 (JIT-compiled on newer GPUs);
@@ -21,6 +27,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { crossToolchain, runNativeTests } from './cross.mjs';
 import { listGpuCode } from './fatbin.mjs';
 import { inspectBinary } from './inspect-binary.mjs';
 import { packAll } from './pack.mjs';
@@ -30,10 +37,15 @@ const DEFAULT_ARCHS = '80-real;86-real;89-real;90';
 const WANT_SASS = ['sm_80', 'sm_86', 'sm_89', 'sm_90'];
 
 function parseArgs(argv) {
-  const o = { fromDevBuild: false, staticLibstdcxx: false, cuda: true, archs: DEFAULT_ARCHS, out: join(REPO, 'npm', 'packed'), stageRoot: join(REPO, 'npm') };
+  const o = { target: null, runTests: false, fromDevBuild: false, staticLibstdcxx: false, cuda: true, archs: DEFAULT_ARCHS, out: join(REPO, 'npm', 'packed'), stageRoot: join(REPO, 'npm') };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--from-dev-build') o.fromDevBuild = true;
+    else if (a === '--target') {
+      o.target = argv[++i];
+      if (!o.target) throw new Error('prebuild: --target needs a package directory name (linux-x64 or linux-arm64)');
+    }
+    else if (a === '--run-native-tests') o.runTests = true;
     else if (a === '--no-cuda') o.cuda = false;
     else if (a === '--static-libstdcxx') o.staticLibstdcxx = true;
     else if (a === '--cuda-archs') o.archs = argv[++i];
@@ -52,7 +64,7 @@ function nvccVersion() {
   try { return /release ([\d.]+)/.exec(execFileSync('nvcc', ['--version'], { encoding: 'utf8' }))?.[1] ?? null; } catch { return null; }
 }
 
-function compile(buildDir, { cuda, archs, staticLibstdcxx }) {
+function compile(buildDir, { cuda, archs, staticLibstdcxx, cross }) {
   const env = { ...process.env, FOVEA_CUDA: cuda ? '1' : '0', FOVEA_CUDA_ARCHS: archs };
   // cmake-js takes Node's headers from npm's nodedir when npm runs it; do the same when run
   // directly (distribution-packaged Node ships headers and sets nodedir, and may be offline).
@@ -69,8 +81,11 @@ function compile(buildDir, { cuda, archs, staticLibstdcxx }) {
   // reuse a cached configuration, and cmake-js drops an empty value, so the dynamic case
   // passes -Wl,-O1 (the usual distribution default; it only tunes the symbol hash table).
   const common = ['--directory', REPO, '--out', buildDir, '--config', 'Release'];
+  // A cross build adds the toolchain file; cmake-js's --arch only names the Node headers' arch
+  // (the Node-API headers are the same for every architecture).
+  const crossArgs = cross ? [`--CDCMAKE_TOOLCHAIN_FILE=${cross.toolchainFile}`, '--arch', cross.cpu] : [];
   const steps = [
-    ['configure', ...common, `--CDCMAKE_SHARED_LINKER_FLAGS=${staticLibstdcxx ? '-static-libstdc++ -static-libgcc' : '-Wl,-O1'}`],
+    ['configure', ...common, ...crossArgs, `--CDCMAKE_SHARED_LINKER_FLAGS=${staticLibstdcxx ? '-static-libstdc++ -static-libgcc' : '-Wl,-O1'}`],
     ['build', ...common, '--parallel', jobs],
   ];
   for (const step of steps) {
@@ -91,7 +106,11 @@ function stage(stageRoot, target, file, builtDir, extra) {
   if (resolve(template) !== resolve(join(dir, 'package.json'))) copyFileSync(template, join(dir, 'package.json'));
   copyFileSync(src, join(dir, file));
   const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
-  const info = { package: pkg.name, version: pkg.version, ...inspectBinary(join(dir, file)),
+  const binary = inspectBinary(join(dir, file));
+  if (!pkg.cpu?.includes(binary.cpu)) {
+    throw new Error(`prebuild: ${src} is built for ${binary.machine} (${binary.cpu ?? 'unknown cpu'}), but ${pkg.name} is for cpu ${JSON.stringify(pkg.cpu)}`);
+  }
+  const info = { package: pkg.name, version: pkg.version, ...binary,
     buildHostGlibc: process.report.getReport().header.glibcVersionRuntime ?? null, ...extra };
   writeFileSync(join(dir, 'build-info.json'), JSON.stringify(info, null, 2) + '\n');
   console.log(`prebuild: staged ${pkg.name}@${pkg.version}: ${JSON.stringify(info)}`);
@@ -101,17 +120,22 @@ function stage(stageRoot, target, file, builtDir, extra) {
 async function main() {
   const o = parseArgs(process.argv.slice(2));
   if (process.platform !== 'linux') throw new Error(`prebuild: prebuilt packages are built on Linux only (this is ${process.platform}); elsewhere use npx fovea-native build`);
-  const cpuTarget = `linux-${process.arch}`;
-  if (!existsSync(join(REPO, 'npm', cpuTarget, 'package.json'))) throw new Error(`prebuild: no package template npm/${cpuTarget}/ for this machine`);
-  const cudaTarget = process.arch === 'x64' && o.cuda ? 'linux-x64-cuda' : null;
+  const cpuTarget = o.target ?? `linux-${process.arch}`;
+  if (!o.target && !existsSync(join(REPO, 'npm', cpuTarget, 'package.json'))) throw new Error(`prebuild: no package template npm/${cpuTarget}/ for this machine`);
+  // null for a native build; throws when the target is not a CPU package or cannot be cross built.
+  const cross = crossToolchain(cpuTarget, REPO);
+  if (cross && o.fromDevBuild) throw new Error(`prebuild: --from-dev-build copies this machine's (${process.arch}) dev build; it cannot stage ${cpuTarget}`);
+  const cudaTarget = !cross && process.arch === 'x64' && o.cuda ? 'linux-x64-cuda' : null;
   const withCuda = Boolean(cudaTarget) && (o.fromDevBuild
     ? existsSync(join(REPO, 'packages/native-cuda/build/Release/libfovea_cuda.so'))
     : hasNvcc());
   if (cudaTarget && !withCuda) console.warn('prebuild: no nvcc (or no dev-build sidecar): skipping the CUDA package');
 
   const builtDir = o.fromDevBuild ? join(REPO, 'packages/native-cuda/build/Release')
-    : compile(join(REPO, 'npm', 'build', cpuTarget), { cuda: withCuda, archs: o.archs, staticLibstdcxx: o.staticLibstdcxx });
-  const staged = [stage(o.stageRoot, cpuTarget, 'fovea_native.node', builtDir, { devBuild: o.fromDevBuild })];
+    : compile(join(REPO, 'npm', 'build', cpuTarget), { cuda: withCuda, archs: o.archs, staticLibstdcxx: o.staticLibstdcxx, cross });
+  if (o.runTests) runNativeTests(builtDir, cross);
+  const crossInfo = cross ? { crossCompiled: { toolchain: cross.triple, compiler: cross.compilerVersion } } : {};
+  const staged = [stage(o.stageRoot, cpuTarget, 'fovea_native.node', builtDir, { devBuild: o.fromDevBuild, ...crossInfo })];
   if (withCuda) {
     const code = listGpuCode(join(builtDir, 'libfovea_cuda.so'));
     const missing = o.fromDevBuild ? [] : WANT_SASS.filter((s) => o.archs === DEFAULT_ARCHS && !code.sass.includes(s));

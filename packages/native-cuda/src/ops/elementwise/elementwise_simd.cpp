@@ -104,7 +104,6 @@ FOVEA_SIMD_BODY(AVX512, __m512, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_p
 FOVEA_SIMD_BODY(AVX2, __m256, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_add_ps,
                 _mm256_sub_ps, _mm256_mul_ps, _mm256_div_ps, _mm256_max_ps, _mm256_min_ps,
                 vexp::exp256, neg256, abs256)
-#endif
 
 bool unary_supported(UnaryOp op) {
   switch (op) {
@@ -117,6 +116,7 @@ bool unary_supported(UnaryOp op) {
 bool binary_supported(BinaryOp op) {
   return op == BinaryOp::Add || op == BinaryOp::Sub || op == BinaryOp::Mul || op == BinaryOp::Div;
 }
+#endif  // __x86_64__
 constexpr int64_t kGrain = 1 << 14;
 
 }  // namespace

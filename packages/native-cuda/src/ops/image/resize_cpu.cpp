@@ -5,8 +5,11 @@
 //     so one output sample of 16 rows is a tap loop over 16-lane int32 vectors;
 //   - vertical pass: each output row is a tap loop over contiguous 16-byte runs;
 //   - both passes split rows over the thread pool; AVX2 / AVX-512 intrinsics chosen by isa()
-//     (int32 mullo + add: exact), the portable path is the scalar loop.
+//     (int32 mullo + add: exact), the portable path is the scalar loop. Off x86-64 the SIMD
+//     passes are not compiled and the scalar ones always run.
+#if defined(__x86_64__)
 #include <immintrin.h>
+#endif
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -133,6 +136,7 @@ void vpass_scalar(const uint8_t* in, int64_t len, uint8_t* out, const Taps& tv, 
   }
 }
 
+#if defined(__x86_64__)  // the SIMD passes; other architectures use the scalar ones
 // 16×16 byte transpose (SSE2): in a[r] = 16 bytes of row r; out a[i] = byte i of every row.
 inline void transpose16x16(__m128i a[16]) {
   __m128i b[16], c[16], d[16];
@@ -306,11 +310,24 @@ AVX2 void vpass_avx2(const uint8_t* in, int64_t len, uint8_t* out, const Taps& t
   }
 }
 
+#endif  // __x86_64__
+
 using HPass = void (*)(const uint8_t*, int64_t, int64_t, uint8_t*, int64_t, const Taps&, int64_t, int64_t);
 using VPass = void (*)(const uint8_t*, int64_t, uint8_t*, const Taps&, int64_t, int64_t, int64_t);
 
 template <int C> HPass pick_hpass(Isa level) {
+#if defined(__x86_64__)
   return level == Isa::Avx512 ? hpass_avx512<C> : level == Isa::Avx2 ? hpass_avx2<C> : hpass_scalar<C>;
+#else
+  return hpass_scalar<C>;  // isa() is Portable off x86-64
+#endif
+}
+VPass pick_vpass(Isa level) {
+#if defined(__x86_64__)
+  return level == Isa::Avx512 ? vpass_avx512 : level == Isa::Avx2 ? vpass_avx2 : vpass_scalar;
+#else
+  return vpass_scalar;
+#endif
 }
 HPass pick_hpass(Isa level, int C) {
   switch (C) {
@@ -374,7 +391,7 @@ void resize_bicubic_u8(const ResizeParams& p) {
   }
   const Isa level = isa();
   const HPass hpass = pick_hpass(level, C);
-  const VPass vpass = level == Isa::Avx512 ? vpass_avx512 : level == Isa::Avx2 ? vpass_avx2 : vpass_scalar;
+  const VPass vpass = pick_vpass(level);
   const bool need_h = p.dst_w != p.src_w, need_v = p.dst_h != p.src_h;
   Taps th = make_taps(p.src_w, p.dst_w), tv = make_taps(p.src_h, p.dst_h);
   int64_t band_first, band_last;
