@@ -75,3 +75,11 @@ describe('fovea demo --quick', () => {
     expect(c.err()).toMatch(/unexpected argument "extra"/);
   });
 });
+
+describe('demo plan checks', () => {
+  it('refuses a per-turn budget too small for the box answer', async () => {
+    const { runDemo, DEMO_PLANS } = await import('../src/demo/run.js');
+    const out = join(tmp, 'tight');
+    await expect(runDemo({ quick: true, out, plan: { rl: { ...DEMO_PLANS.quick.rl, maxNewTokens: 20 } } })).rejects.toThrow(/rl\.maxNewTokens 20 cannot hold a box answer \(\d+ tokens/);
+  }, 120_000);
+});

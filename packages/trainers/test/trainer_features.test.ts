@@ -330,3 +330,12 @@ describe('README', () => {
     expect(sft.lora?.r).toBe(8);
   });
 });
+
+describe('loss temperature', () => {
+  it('defaults to the sampling temperature (the old log-probs\' distribution); greedy keeps 1; explicit wins', () => {
+    expect(validateTrainConfig({ ...base, rollout: { sampling: { temperature: 0.7 } } }, '/b').loss.temperature).toBe(0.7);
+    expect(validateTrainConfig({ ...base, rollout: { sampling: { temperature: 0 } } }, '/b').loss.temperature).toBe(1);
+    expect(validateTrainConfig({ ...base, rollout: { sampling: { temperature: 0.7 } }, loss: { temperature: 1.2 } }, '/b').loss.temperature).toBe(1.2);
+    expect(() => validateTrainConfig({ ...base, loss: { temperature: 0 } })).toThrow(/loss\.temperature: expected a number > 0 or null/);
+  });
+});

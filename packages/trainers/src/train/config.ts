@@ -191,7 +191,7 @@ const SCHEMA: Spec = {
       epsLow: { t: 'num', min: 0, def: 0.2 },
       epsHigh: { t: 'num', min: 0, def: 0.2 },
       dualClip: opt({ t: 'num', gt: 1, def: null, nullable: true }),
-      temperature: { t: 'num', gt: 0, def: 1 },
+      temperature: opt({ t: 'num', gt: 0, def: null, nullable: true }),
       aggregation: { t: 'enum', values: ['token-mean', 'seq-mean-token-mean', 'seq-mean-token-sum', 'seq-mean-token-sum-norm'], def: 'token-mean' },
       normLength: opt({ t: 'int', min: 1, def: null, nullable: true }),
       computeEntropy: { t: 'bool', def: false },
@@ -286,6 +286,9 @@ export function validateTrainConfig(raw: unknown, baseDir = process.cwd()): Trai
   const errors: string[] = [];
   const cfg = check(SCHEMA, (raw as { algorithm?: unknown }).algorithm === 'dapo' ? withDapoDefaults(raw as Record<string, unknown>) : raw, '', baseDir, errors) as TrainConfig;
   if (errors.length === 0) {
+    // The old log-probs are the sampling distribution's: the loss uses the sampling temperature
+    // unless told otherwise (greedy sampling, temperature 0, keeps 1).
+    if (cfg.loss.temperature == null) cfg.loss.temperature = cfg.rollout.sampling.temperature > 0 ? cfg.rollout.sampling.temperature : 1;
     try { checkMgpoTemplate(cfg.templates.mgpo); checkGrpoTemplate(cfg.templates.grpo); checkToolTemplate(cfg.templates.search); } catch (e) { errors.push(`templates: ${(e as Error).message}`); }
     if (cfg.algorithm === 'search' && !cfg.search) errors.push('search: required when algorithm is "search" ({ "corpus": "corpus.jsonl" })');
     if (cfg.validation && cfg.algorithm === 'search') errors.push('validation: not supported with algorithm "search" yet (greedy validation runs the grpo and mgpo rollouts)');
