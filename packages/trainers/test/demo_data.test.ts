@@ -320,5 +320,8 @@ describe('the tiny demo model', () => {
     expect(() => writeTinyDemoModel(join(tmp, 'bad'), { hidden: 60, heads: 8 })).toThrow(/hidden 60 must split into 8 heads of even size/);
     expect(() => writeTinyDemoModel(join(tmp, 'bad'), { minPixels: 9e4, maxPixels: 5e4 })).toThrow(/minPixels 90000 is above maxPixels 50000/);
     expect(() => writeTinyDemoModel(join(tmp, 'bad'), { layers: 0 })).toThrow(/layers must be a positive integer/);
+    expect(() => writeTinyDemoModel(join(tmp, 'bad'), { ropeTheta: 0.5 })).toThrow(/ropeTheta must be a number > 1/);
+    // A small RoPE base so the row/column sections of M-RoPE can tell image positions apart.
+    expect(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')).rope_theta).toBe(10);
   });
 });

@@ -40,6 +40,11 @@ export interface TinyModelOptions {
   minPixels?: number;
   /** Standard deviation of the random weights (norms are 1 + N(0, 0.1²)). */
   initStd?: number;
+  /** RoPE base of the language model. Default 10, not Qwen's 1e6: with 32-wide heads M-RoPE's row and
+   *  column sections get only the lowest frequencies, and at 1e6 they turn by ≤ 0.25 rad across an
+   *  8×8 image grid, so the model cannot tell image-token positions apart (measured: a left-vs-right
+   *  half task is not learned at 1e6 and is learned in 200 SFT steps at 10 or 100). */
+  ropeTheta?: number;
 }
 
 export interface TinyModelResult {
@@ -95,7 +100,7 @@ export function tinyConfigJson(opts: TinyModelOptions, tok: Pick<DemoTokenizerFi
     architectures: ['Qwen2_5_VLForConditionalGeneration'], model_type: 'qwen2_5_vl',
     hidden_size: hidden, num_hidden_layers: posInt(opts.layers, 2, 'layers'), num_attention_heads: heads,
     num_key_value_heads: kvHeads, intermediate_size: posInt(opts.intermediate, 4 * hidden, 'intermediate'),
-    vocab_size: tok.vocabSize, rms_norm_eps: 1e-6, rope_theta: 1000000.0, max_position_embeddings: 32768,
+    vocab_size: tok.vocabSize, rms_norm_eps: 1e-6, rope_theta: opts.ropeTheta ?? 10, max_position_embeddings: 32768,
     rope_scaling: { type: 'mrope', rope_type: 'default', mrope_section: [t, h, half - t - h] },
     hidden_act: 'silu', tie_word_embeddings: false, use_sliding_window: false, sliding_window: 32768,
     max_window_layers: 2, attention_dropout: 0.0, initializer_range: opts.initStd ?? 0.02, torch_dtype: 'float32', use_cache: true,
@@ -131,6 +136,7 @@ export function writeTinyDemoModel(dir: string, opts: TinyModelOptions = {}): Ti
   if (minPixels > maxPixels) throw new Error(`writeTinyDemoModel: minPixels ${minPixels} is above maxPixels ${maxPixels}`);
   const std = opts.initStd ?? 0.02;
   if (!(Number.isFinite(std) && std > 0)) throw new Error(`writeTinyDemoModel: initStd must be a positive number, got ${opts.initStd}`);
+  if (opts.ropeTheta !== undefined && !(Number.isFinite(opts.ropeTheta) && opts.ropeTheta > 1)) throw new Error(`writeTinyDemoModel: ropeTheta must be a number > 1, got ${opts.ropeTheta}`);
   const tok = buildDemoTokenizer(demoCorpus(), opts.numMerges ?? DEMO_NUM_MERGES);
   const config = parseConfig(tinyConfigJson(opts, tok), 'writeTinyDemoModel config');
   mkdirSync(dir, { recursive: true });
