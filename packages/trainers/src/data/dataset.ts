@@ -66,7 +66,7 @@ export function emptyStats(): DatasetStats {
 /** "file:line: reason: detail" — the one-line form used in logs. */
 export function formatBadRow(b: BadRow): string { return `${b.file}:${b.line}: ${b.reason}: ${b.message}`; }
 
-type Check<T> = { ok: true; value: T } | { ok: false; reason: SkipReason; message: string };
+export type Check<T> = { ok: true; value: T } | { ok: false; reason: SkipReason; message: string };
 const fail = (reason: SkipReason, message: string): { ok: false; reason: SkipReason; message: string } => ({ ok: false, reason, message });
 
 const KNOWN = new Set(['id', 'images', 'question', 'choices', 'answer', 'bbox', 'dataSource']);
@@ -194,15 +194,19 @@ export function reportBadRow(stats: DatasetStats, bad: BadRow, opts: { onBadRow?
 }
 
 /**
- * Streams the validated rows of a Fovea JSONL file, line by line (constant memory). Bad rows are
- * reported and skipped; the file itself must be readable (else this throws, naming the file).
+ * Streams the rows of a JSONL file that `validate` accepts, line by line (constant memory). Bad
+ * rows are reported and skipped; the file itself must be readable (else this throws, naming the
+ * file and `who` asked). Shared by the RL rows (readRows) and the SFT conversations (readSftRows).
  */
-export async function* readRows(file: string, opts: ReadOptions = {}): AsyncGenerator<DataRow> {
+export async function* readValidatedJsonl<T>(
+  file: string, validate: (raw: unknown, ctx: PathContext, source: { file: string; line: number }) => Promise<Check<T>>,
+  opts: ReadOptions, who: string,
+): AsyncGenerator<T> {
   const abs = path.resolve(file);
   const st = await fsp.stat(abs).catch((e: NodeJS.ErrnoException) => {
-    throw new Error(`readRows: cannot open dataset ${abs}: ${e.code ?? e.message}; pass the path of a JSONL file`);
+    throw new Error(`${who}: cannot open dataset ${abs}: ${e.code ?? e.message}; pass the path of a JSONL file`);
   });
-  if (!st.isFile()) throw new Error(`readRows: dataset ${abs} is not a file; pass the path of a JSONL file`);
+  if (!st.isFile()) throw new Error(`${who}: dataset ${abs} is not a file; pass the path of a JSONL file`);
   const ctx = await makePathContext(path.dirname(abs), opts);
   const stats = opts.stats ?? emptyStats();
   for await (const { line, text } of readLines(abs)) {
@@ -212,11 +216,16 @@ export async function* readRows(file: string, opts: ReadOptions = {}): AsyncGene
       reportBadRow(stats, { file: abs, line, reason: 'invalid_json', message: (e as Error).message }, opts);
       continue;
     }
-    const v = await validateRow(raw, ctx, { file: abs, line });
+    const v = await validate(raw, ctx, { file: abs, line });
     if (!v.ok) { reportBadRow(stats, { file: abs, line, reason: v.reason, message: v.message }, opts); continue; }
     stats.rows++;
     yield v.value;
   }
+}
+
+/** Streams the validated rows of a Fovea JSONL file (see readValidatedJsonl). */
+export function readRows(file: string, opts: ReadOptions = {}): AsyncGenerator<DataRow> {
+  return readValidatedJsonl(file, validateRow, opts, 'readRows');
 }
 
 /** Reads every valid row into memory (needed for shuffling); returns the rows and the counts. */

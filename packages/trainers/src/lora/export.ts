@@ -15,7 +15,7 @@ import { type DType, readSafetensorsHeader } from '@fovea/core';
 import { INDEX_FILE, Qwen2_5_VL, SINGLE_FILE } from '@fovea/models';
 import type { LoraModel } from './lora.js';
 import { loadAdapter } from './peft.js';
-import { copyModelSideFiles } from '../sft/state.js';
+import { copyModelSideFiles } from '../checkpoint/modelFiles.js';
 
 export interface ExportMergedOptions {
   /** The base model directory the adapter was trained on (HF layout). */

@@ -23,12 +23,12 @@
 // A trigger on the last allowed turn (turns = maxTurns) ends the rollout without running the
 // tool (endedBy 'max-turns'; not `truncated`: an unanswered rollout is scored, not filtered).
 import type {
-  ChatContentItem, ChatMessage, GenerationEngine, PackedImages, Qwen2_5_VL, Qwen2_5_VLProcessor, RgbImage, SamplingParams, Sequence,
+  ChatContentItem, ChatMessage, GenerationEngine, Qwen2_5_VL, Qwen2_5_VLProcessor, RgbImage, SamplingParams, Sequence,
 } from '@fovea/models';
 import { expandImagePlaceholders } from '@fovea/models';
 import type { ToolCallRecord } from '../rewards/types.js';
 import { type Tool, type ToolOutput, fillTemplate } from '../tools/types.js';
-import type { Rollout, RolloutImage, RolloutPrompt } from './rollout.js';
+import { type Rollout, type RolloutImage, type RolloutPrompt, decodeIds, splitImages } from './rollout.js';
 import { SEARCH_TEMPLATE, type ToolTemplate, checkToolTemplate } from './searchTemplate.js';
 import { formatQuestion } from './templates.js';
 
@@ -125,25 +125,6 @@ export function toolTurnIds(
   return Int32Array.from(ids);
 }
 
-function packedToImages(packed: PackedImages, source: RolloutImage['source']): RolloutImage[] {
-  const pv = packed.pixelValues.data() as Float32Array;
-  const patchDim = packed.pixelValues.shape[1];
-  const g = packed.gridThw.data() as Int32Array;
-  const out: RolloutImage[] = [];
-  for (let i = 0, row = 0; i < g.length / 3; i++) {
-    const grid = { t: g[3 * i], h: g[3 * i + 1], w: g[3 * i + 2] };
-    const rows = grid.t * grid.h * grid.w;
-    out.push({ pixelValues: pv.slice(row * patchDim, (row + rows) * patchDim), patchDim, grid, source });
-    row += rows;
-  }
-  return out;
-}
-
-function decodeIds(proc: Qwen2_5_VLProcessor, ids: readonly number[]): string {
-  const V = proc.tokenizer.vocabSize;
-  return proc.tokenizer.decode(ids.filter((t) => t < V));  // ids past the tokenizer (padded vocab) decode to nothing
-}
-
 interface SeqState {
   pi: number;
   k: number;
@@ -235,7 +216,7 @@ export async function generateToolRollouts<Ctx = void>(
       try {
         const budget = Math.min(maxNew, maxTotal - chat.inputIds.length);
         if (budget < 1) throw new Error(`${op}: prompts[${pi}] has ${chat.inputIds.length} tokens; maxTotalTokens ${maxTotal} leaves no room to generate`);
-        promptImages = chat.images ? packedToImages(chat.images, 'prompt') : [];
+        promptImages = chat.images ? splitImages(chat.images, 'prompt') : [];
         const modelFrames = chat.images ? chat.images.resizedSizes.map(([h, w]) => [h, w] as [number, number]) : [];
         ctx = opts.context ? opts.context(prompt, { promptIndex: pi, modelFrames }) : undefined;
         group = engine.addGroup({ inputIds: chat.inputIds, images: chat.images, sampling: opts.sampling, maxNewTokens: budget, onToken }, opts.G);
@@ -311,7 +292,7 @@ export async function generateToolRollouts<Ctx = void>(
       if (left < 1) { st.endedBy = 'budget'; return; }
       const start = s.tokens.length;
       engine.append(s, { inputIds: ids, images: packed, maxNewTokens: Math.min(maxNew, left) });
-      if (packed) st.images.push(...packedToImages(packed, 'tool'));
+      if (packed) st.images.push(...splitImages(packed, 'tool'));
       st.spans.push([start, s.tokens.length]);
       st.turn++;
       st.turnStart = s.tokens.length;

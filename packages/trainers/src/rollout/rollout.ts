@@ -89,7 +89,8 @@ export interface RolloutOptions {
   tool?: CropTool;
 }
 
-function splitImages(packed: PackedImages, source: RolloutImage['source']): RolloutImage[] {
+/** The packed images as one RolloutImage each (their patch rows copied out, in pack order). */
+export function splitImages(packed: PackedImages, source: RolloutImage['source']): RolloutImage[] {
   const pv = packed.pixelValues.data() as Float32Array;
   const patchDim = packed.pixelValues.shape[1];
   const g = packed.gridThw.data() as Int32Array;
@@ -104,7 +105,8 @@ function splitImages(packed: PackedImages, source: RolloutImage['source']): Roll
   return out;
 }
 
-function decodeIds(proc: Qwen2_5_VLProcessor, ids: readonly number[]): string {
+/** Decodes sampled ids; ids past the tokenizer's vocabulary (a padded lm_head) decode to nothing. */
+export function decodeIds(proc: Qwen2_5_VLProcessor, ids: readonly number[]): string {
   const V = proc.tokenizer.vocabSize;
   return proc.tokenizer.decode(ids.filter((t) => t < V));  // ids past the tokenizer (padded vocab) decode to nothing
 }

@@ -7,7 +7,8 @@
 // the adapter in PEFT's layout; absent or null means full fine-tuning.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { closestKey, parseConfigText } from '../train/config.js';
+import { parseConfigText } from '../train/config.js';
+import { type Spec, checkSpec, showValue } from '../config/schema.js';
 import { SCHEDULE_KINDS, type ScheduleKind } from '../optim/schedules.js';
 
 export interface SftLoraConfig {
@@ -43,16 +44,6 @@ export interface SftConfig {
 
 export const DEFAULT_LORA_TARGETS: readonly string[] = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
 
-type Spec =
-  | { t: 'string'; def?: string; path?: boolean }
-  | { t: 'strings'; def: readonly string[] }
-  | { t: 'int'; min: number; def?: number | null; nullable?: boolean }
-  | { t: 'num'; min?: number; gt?: number; max?: number; lt?: number; def?: number; nullable?: boolean }
-  | { t: 'bool'; def: boolean }
-  | { t: 'enum'; values: readonly string[]; def?: string }
-  | { t: 'pair'; def: [number, number] }
-  | { t: 'obj'; fields: Record<string, Spec>; optional?: boolean };
-
 const SCHEMA: Spec = {
   t: 'obj', fields: {
     model: { t: 'string', path: true },
@@ -72,7 +63,7 @@ const SCHEMA: Spec = {
       r: { t: 'int', min: 1, def: 8 },
       alpha: { t: 'num', gt: 0, def: 16 },
       dropout: { t: 'num', min: 0, lt: 1, def: 0 },
-      targets: { t: 'strings', def: DEFAULT_LORA_TARGETS },
+      targets: { t: 'strings', def: DEFAULT_LORA_TARGETS, nonEmpty: true, expected: 'a non-empty array of non-empty strings' },
       includeVision: { t: 'bool', def: false },
       useRslora: { t: 'bool', def: false },
       seed: { t: 'int', min: 0, def: 0 },
@@ -99,72 +90,18 @@ const SCHEMA: Spec = {
   },
 };
 
-const show = (v: unknown) => (v === undefined ? 'nothing' : typeof v === 'string' || Array.isArray(v) ? JSON.stringify(v) : v === null ? 'null' : typeof v === 'object' ? 'an object' : String(v));
-
-function describe(spec: Spec): string {
-  switch (spec.t) {
-    case 'int': return `an integer >= ${spec.min}${spec.nullable ? ' or null' : ''}`;
-    case 'num': {
-      const parts = [spec.gt !== undefined ? `> ${spec.gt}` : '', spec.min !== undefined ? `>= ${spec.min}` : '',
-        spec.lt !== undefined ? `< ${spec.lt}` : '', spec.max !== undefined ? `<= ${spec.max}` : ''].filter(Boolean);
-      return `a number${parts.length ? ' ' + parts.join(' and ') : ''}${spec.nullable ? ' or null' : ''}`;
-    }
-    case 'string': return spec.path ? 'a path (string)' : 'a string';
-    case 'strings': return 'a non-empty array of non-empty strings';
-    case 'enum': return `one of ${spec.values.map((s) => JSON.stringify(s)).join(', ')}`;
-    case 'pair': return '[beta1, beta2] with both in [0, 1)';
-    case 'bool': return 'true or false';
-    case 'obj': return 'an object';
-  }
-}
-
-function check(spec: Spec, v: unknown, at: string, baseDir: string, errors: string[]): unknown {
-  const bad = () => { errors.push(`${at}: expected ${describe(spec)}, got ${show(v)}`); return undefined; };
-  if (spec.t === 'obj') {
-    if (v === undefined || (v === null && spec.optional)) { if (spec.optional) return null; v = {}; }
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) return bad();
-    const keys = Object.keys(spec.fields);
-    for (const k of Object.keys(v as object)) {
-      if (k in spec.fields) continue;
-      const near = closestKey(k, keys);
-      errors.push(`${at ? at + '.' : ''}${k}: unknown key${near ? ` (did you mean "${near}"?)` : ''}; valid keys here: ${keys.join(', ')}`);
-    }
-    const out: Record<string, unknown> = {};
-    for (const k of keys) out[k] = check(spec.fields[k], (v as Record<string, unknown>)[k], at ? `${at}.${k}` : k, baseDir, errors);
-    return out;
-  }
-  if (v === undefined && 'def' in spec && spec.def !== undefined) return Array.isArray(spec.def) ? [...spec.def] : spec.def;
-  if (v === undefined) { errors.push(`${at}: required, expected ${describe(spec)}`); return undefined; }
-  switch (spec.t) {
-    case 'string':
-      if (typeof v !== 'string' || v === '') return bad();
-      return spec.path ? path.resolve(baseDir, v) : v;
-    case 'strings':
-      return Array.isArray(v) && v.length > 0 && v.every((s) => typeof s === 'string' && s !== '') ? [...v] : bad();
-    case 'bool': return typeof v === 'boolean' ? v : bad();
-    case 'enum': return typeof v === 'string' && spec.values.includes(v) ? v : bad();
-    case 'pair': return Array.isArray(v) && v.length === 2 && v.every((x) => typeof x === 'number' && x >= 0 && x < 1) ? v : bad();
-    case 'int': case 'num':
-      if (v === null && spec.nullable) return null;
-      if (typeof v !== 'number' || !Number.isFinite(v) || (spec.t === 'int' && !Number.isSafeInteger(v))) return bad();
-      if (spec.min !== undefined && v < spec.min) return bad();
-      if (spec.t === 'num' && ((spec.gt !== undefined && v <= spec.gt) || (spec.max !== undefined && v > spec.max) || (spec.lt !== undefined && v >= spec.lt))) return bad();
-      return v;
-  }
-}
-
 /** Validates a parsed SFT config object; throws one Error listing every problem. */
 export function validateSftConfig(raw: unknown, baseDir = process.cwd()): SftConfig {
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`sft config: expected an object at the top level, got ${show(raw)}`);
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`sft config: expected an object at the top level, got ${showValue(raw)}`);
   const errors: string[] = [];
-  const cfg = check(SCHEMA, raw, '', baseDir, errors) as SftConfig;
+  const cfg = checkSpec(SCHEMA, raw, '', baseDir, errors) as SftConfig;
   if (errors.length === 0) {
     if (cfg.optim.schedule.warmupSteps > cfg.steps) errors.push(`optim.schedule.warmupSteps: expected <= steps (${cfg.steps}), got ${cfg.optim.schedule.warmupSteps}`);
     if (cfg.lora && cfg.lora.dropout > 0 && cfg.optim.gradientCheckpointing) {
       errors.push('lora.dropout: expected 0 with optim.gradientCheckpointing (the recomputed forward would draw other dropout masks), ' +
         `got ${cfg.lora.dropout}`);
     }
-    if (!/^(cpu|cuda(:\d+)?)$/.test(cfg.device)) errors.push(`device: expected "cpu", "cuda" or "cuda:N", got ${show(cfg.device)}`);
+    if (!/^(cpu|cuda(:\d+)?)$/.test(cfg.device)) errors.push(`device: expected "cpu", "cuda" or "cuda:N", got ${showValue(cfg.device)}`);
     const { minPixels, maxPixels } = cfg.data;
     if (minPixels !== null && maxPixels !== null && minPixels > maxPixels) errors.push(`data.minPixels: expected <= data.maxPixels (${maxPixels}), got ${minPixels}`);
   }

@@ -14,10 +14,9 @@
 //
 // Invariant (as dataset.ts): a bad row never throws; it is reported (file:line: reason: detail),
 // counted per reason and skipped. Only an unreadable dataset file throws.
-import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import {
-  type BadRow, type DatasetStats, type PathContext, type ReadOptions, emptyStats, makePathContext, readLines, reportBadRow,
+  type Check, type DatasetStats, type PathContext, type ReadOptions, emptyStats, readValidatedJsonl,
   resolveImagePath, validateRow,
 } from '../data/dataset.js';
 import { formatQuestion } from '../rollout/templates.js';
@@ -33,7 +32,6 @@ export interface SftRow {
   source: { file: string; line: number };
 }
 
-type Check<T> = { ok: true; value: T } | { ok: false; reason: BadRow['reason']; message: string };
 const invalid = (message: string): Check<never> => ({ ok: false, reason: 'invalid_field', message });
 const typeName = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v);
 const ROLES = new Set(['system', 'user', 'assistant']);
@@ -105,26 +103,8 @@ export async function validateSftRow(raw: unknown, ctx: PathContext, source: { f
 }
 
 /** Streams the valid rows of an SFT JSONL file; bad rows are reported and skipped. */
-export async function* readSftRows(file: string, opts: ReadOptions = {}): AsyncGenerator<SftRow> {
-  const abs = path.resolve(file);
-  const st = await fsp.stat(abs).catch((e: NodeJS.ErrnoException) => {
-    throw new Error(`sft data: cannot open dataset ${abs}: ${e.code ?? e.message}; pass the path of a JSONL file`);
-  });
-  if (!st.isFile()) throw new Error(`sft data: dataset ${abs} is not a file; pass the path of a JSONL file`);
-  const ctx = await makePathContext(path.dirname(abs), opts);
-  const stats = opts.stats ?? emptyStats();
-  for await (const { line, text } of readLines(abs)) {
-    stats.lines++;
-    let raw: unknown;
-    try { raw = JSON.parse(text); } catch (e) {
-      reportBadRow(stats, { file: abs, line, reason: 'invalid_json', message: (e as Error).message }, opts);
-      continue;
-    }
-    const v = await validateSftRow(raw, ctx, { file: abs, line });
-    if (!v.ok) { reportBadRow(stats, { file: abs, line, reason: v.reason, message: v.message }, opts); continue; }
-    stats.rows++;
-    yield v.value;
-  }
+export function readSftRows(file: string, opts: ReadOptions = {}): AsyncGenerator<SftRow> {
+  return readValidatedJsonl(file, validateSftRow, opts, 'sft data');
 }
 
 /** Every valid row in memory (the DataIterator shuffles indices into it) and the counts. */

@@ -22,7 +22,7 @@ import type { SftConfig } from './config.js';
 import { type SftRow, loadSftDataset } from './data.js';
 import { type SftExample, encodeExample } from './encode.js';
 import { buildSftBatch, sftLoss } from './pack.js';
-import { copyModelSideFiles } from './state.js';
+import { copyModelSideFiles } from '../checkpoint/modelFiles.js';
 import { loadOptimizerState, optimizerTensors } from '../train/optimizerState.js';
 import { batchHidden } from '../algorithms/grpoStep.js';
 import { DataIterator, type DataIteratorState, formatBadRow } from '../data/dataset.js';

@@ -10,6 +10,9 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import path from 'node:path';
+import { type Spec, checkSpec, closestKey, opt, showValue } from '../config/schema.js';
+
+export { closestKey };
 import type { GrpoConfig, GrpoKl } from '@fovea/core';
 import { SEARCH_TEMPLATE, type ToolTemplate, checkToolTemplate } from '../rollout/searchTemplate.js';
 import { GRPO_TEMPLATE, type GrpoTemplate, MGPO_TEMPLATE, type MgpoTemplate, checkGrpoTemplate, checkMgpoTemplate } from '../rollout/templates.js';
@@ -83,18 +86,7 @@ export interface TrainConfig {
   reportSamples: number;
 }
 
-// ---- schema ----
-type Spec =
-  | { t: 'string'; def?: string | null; path?: boolean; allowEmpty?: boolean; nullable?: boolean }
-  | { t: 'int'; min: number; def?: number | null; nullable?: boolean }
-  | { t: 'num'; min?: number; max?: number; gt?: number; def?: number | null; nullable?: boolean }
-  | { t: 'bool'; def: boolean }
-  | { t: 'enum'; values: readonly string[]; def?: string }
-  | { t: 'pair'; def: [number, number] }
-  | { t: 'strings'; def?: string[]; values?: readonly string[]; nonEmpty?: boolean }
-  | { t: 'obj'; fields: Record<string, Spec>; optional?: boolean };
-
-const opt = <T extends Spec>(s: T) => s;
+// ---- schema (config/schema.ts) ----
 const SCHEMA: Spec = {
   t: 'obj', fields: {
     algorithm: { t: 'enum', values: TRAIN_ALGORITHMS, def: 'grpo' },
@@ -205,86 +197,11 @@ const SCHEMA: Spec = {
   },
 };
 
-/** Edit distance (for "did you mean"). */
-function levenshtein(a: string, b: string): number {
-  const d = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = d[0]; d[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const cur = d[j];
-      d[j] = Math.min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1].toLowerCase() === b[j - 1].toLowerCase() ? 0 : 1));
-      prev = cur;
-    }
-  }
-  return d[b.length];
-}
-
-export function closestKey(key: string, valid: readonly string[]): string | null {
-  let best: string | null = null, bestD = Infinity;
-  for (const v of valid) { const dd = levenshtein(key, v); if (dd < bestD) { bestD = dd; best = v; } }
-  return best !== null && bestD <= Math.max(2, Math.floor(best.length / 2)) ? best : null;
-}
-
-const show = (v: unknown) => (v === undefined ? 'nothing' : typeof v === 'string' ? JSON.stringify(v) : Array.isArray(v) ? JSON.stringify(v) : v === null ? 'null' : typeof v === 'object' ? 'an object' : String(v));
-
-function check(spec: Spec, v: unknown, at: string, baseDir: string, errors: string[]): unknown {
-  const bad = (want: string) => { errors.push(`${at}: expected ${want}, got ${show(v)}`); return undefined; };
-  if (spec.t === 'obj') {
-    if (v === undefined || (v === null && spec.optional)) { if (spec.optional) return null; v = {}; }
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) return bad('an object');
-    const out: Record<string, unknown> = {};
-    const keys = Object.keys(spec.fields);
-    for (const k of Object.keys(v as object)) {
-      if (!(k in spec.fields)) {
-        const near = closestKey(k, keys);
-        errors.push(`${at ? at + '.' : ''}${k}: unknown key${near ? ` (did you mean "${near}"?)` : ''}; valid keys here: ${keys.join(', ')}`);
-      }
-    }
-    for (const k of keys) out[k] = check(spec.fields[k], (v as Record<string, unknown>)[k], at ? `${at}.${k}` : k, baseDir, errors);
-    return out;
-  }
-  if (v === undefined && 'def' in spec && spec.def !== undefined) return spec.def;
-  if (v === undefined) { errors.push(`${at}: required, expected ${describe(spec)}`); return undefined; }
-  switch (spec.t) {
-    case 'string':
-      if (v === null && spec.nullable) return null;
-      if (typeof v !== 'string' || (v === '' && !spec.allowEmpty)) return bad(spec.allowEmpty ? 'a string' : 'a non-empty string');
-      return spec.path ? path.resolve(baseDir, v) : v;
-    case 'strings': {
-      if (!Array.isArray(v) || v.some((x) => typeof x !== 'string' || x === '') || (spec.nonEmpty && v.length === 0)) return bad(`a${spec.nonEmpty ? ' non-empty' : ''} list of strings`);
-      const unknown = spec.values ? (v as string[]).filter((x) => !spec.values!.includes(x)) : [];
-      if (unknown.length) return bad(`a list of ${spec.values!.map((x) => JSON.stringify(x)).join(', ')}`);
-      return v;
-    }
-    case 'bool': return typeof v === 'boolean' ? v : bad('true or false');
-    case 'enum': return typeof v === 'string' && spec.values.includes(v) ? v : bad(`one of ${spec.values.map((s) => JSON.stringify(s)).join(', ')}`);
-    case 'pair':
-      return Array.isArray(v) && v.length === 2 && v.every((x) => typeof x === 'number' && x >= 0 && x < 1) ? v : bad('[beta1, beta2] with both in [0, 1)');
-    case 'int': case 'num':
-      if (v === null && spec.nullable) return null;
-      if (typeof v !== 'number' || !Number.isFinite(v) || (spec.t === 'int' && !Number.isSafeInteger(v))) return bad(describe(spec));
-      if ((spec.min !== undefined && v < spec.min) || (spec.t === 'num' && ((spec.gt !== undefined && v <= spec.gt) || (spec.max !== undefined && v > spec.max)))) return bad(describe(spec));
-      return v;
-  }
-}
-
-function describe(spec: Spec): string {
-  if (spec.t === 'int') return `an integer >= ${spec.min}${spec.nullable ? ' or null' : ''}`;
-  if (spec.t === 'num') {
-    const parts = [spec.gt !== undefined ? `> ${spec.gt}` : '', spec.min !== undefined ? `>= ${spec.min}` : '', spec.max !== undefined ? `<= ${spec.max}` : ''].filter(Boolean);
-    return `a number${parts.length ? ' ' + parts.join(' and ') : ''}${spec.nullable ? ' or null' : ''}`;
-  }
-  if (spec.t === 'string') return spec.path ? 'a path (string)' : 'a string';
-  if (spec.t === 'enum') return `one of ${spec.values.join(', ')}`;
-  if (spec.t === 'strings') return 'a list of strings';
-  return spec.t;
-}
-
 /** Validates a parsed config object; throws one Error listing every problem. */
 export function validateTrainConfig(raw: unknown, baseDir = process.cwd()): TrainConfig {
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`train config: expected an object (a JSON object or YAML mapping) at the top level, got ${show(raw)}`);
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`train config: expected an object (a JSON object or YAML mapping) at the top level, got ${showValue(raw)}`);
   const errors: string[] = [];
-  const cfg = check(SCHEMA, (raw as { algorithm?: unknown }).algorithm === 'dapo' ? withDapoDefaults(raw as Record<string, unknown>) : raw, '', baseDir, errors) as TrainConfig;
+  const cfg = checkSpec(SCHEMA, (raw as { algorithm?: unknown }).algorithm === 'dapo' ? withDapoDefaults(raw as Record<string, unknown>) : raw, '', baseDir, errors) as TrainConfig;
   if (errors.length === 0) {
     // The old log-probs are the sampling distribution's: the loss uses the sampling temperature
     // unless told otherwise (greedy sampling, temperature 0, keeps 1).

@@ -18,7 +18,7 @@
 // Invariant for resume equality: everything random in a step is a function of the step number
 // and sampling round (seed = rollout.sampling.seed + step·1,000,003 + round·7,919), the data
 // position and the saved generator offsets.
-import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { AdamW, type Tensor } from '@fovea/core';
 import { GenerationEngine, Qwen2_5_VL, Qwen2_5_VLProcessor, loadImage } from '@fovea/models';
@@ -44,6 +44,7 @@ import { loadAdapter } from '../lora/peft.js';
 import { boxIoU } from '../rewards/iou.js';
 import { buildRunReward, cropBoxes, responseLength, type RunReward } from './rewardSetup.js';
 import { loadOptimizerState, optimizerTensors } from './optimizerState.js';
+import { copyModelSideFiles } from '../checkpoint/modelFiles.js';
 
 export const METRICS_FILE = 'metrics.jsonl';
 export const REJECTION_FILE = 'rejection.json';
@@ -78,16 +79,6 @@ export interface TrainOptions {
 }
 
 export interface TrainResult { runDir: string; startStep: number; lastStep: number; resumedFrom: string | null; checkpoints: string[] }
-
-/** Files of the source model dir that a checkpoint's model dir needs besides config + weights. */
-function copyModelSideFiles(src: string, dst: string): void {
-  for (const f of readdirSync(src)) {
-    if (f === 'config.json' || f.endsWith('.safetensors') || f.endsWith('.safetensors.index.json')) continue;
-    if (f === 'adapter_config.json') continue;
-    const p = path.join(src, f);
-    cpSync(p, path.join(dst, f), { recursive: true });
-  }
-}
 
 const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
 const std = (xs: number[]) => { const m = mean(xs); return Math.sqrt(mean(xs.map((x) => (x - m) ** 2))); };

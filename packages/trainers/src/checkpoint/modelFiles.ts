@@ -4,10 +4,11 @@
 import { cpSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 
-/** Copies every file of src except config.json and the weights into dst. */
+/** Copies every file of src except config.json, the weights and a LoRA adapter's config into dst
+ *  (used by the SFT and RL trainers' checkpoints and by the merged export). */
 export function copyModelSideFiles(src: string, dst: string): void {
   for (const f of readdirSync(src)) {
-    if (f === 'config.json' || f.endsWith('.safetensors') || f.endsWith('.safetensors.index.json')) continue;
+    if (f === 'config.json' || f === 'adapter_config.json' || f.endsWith('.safetensors') || f.endsWith('.safetensors.index.json')) continue;
     cpSync(path.join(src, f), path.join(dst, f), { recursive: true });
   }
 }
