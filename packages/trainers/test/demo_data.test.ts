@@ -18,9 +18,9 @@ import {
   ANSWER_CHARS, FONT_CHARS, GLYPH_COLS, GLYPH_ROWS, MIN_ANSWER_DISTANCE, glyphBitmap, glyphDistance,
 } from '../src/demo/glyphs.js';
 import { deriveSeed } from '../src/demo/rng.js';
-import { type Scene, DEMO_COLOR_QUESTION, DEMO_QUESTION, MARK_COLORS, generateScene, markSize, sceneSpec } from '../src/demo/scenes.js';
+import { type Scene, DEMO_COLOR_QUESTION, DEMO_QUESTION, MARK_COLORS, TILE_FILL, generateScene, markSize, sceneSpec } from '../src/demo/scenes.js';
 import {
-  DEMO_GROUNDING_TEXT, boxedAnswer, demoCropTool, groundingAnswer, modelFrameBox, writeDemoDataset,
+  DEMO_GROUNDING_TEXT, boxedAnswer, demoCropTool, gridBox, groundingAnswer, modelFrameBox, writeDemoDataset,
 } from '../src/demo/demoDataset.js';
 import { renderTaskPreview } from '../src/demo/preview.js';
 import { QWEN_VL_CHAT_TEMPLATE, learnMerges } from '../src/demo/demoTokenizer.js';
@@ -165,6 +165,49 @@ describe('color-detail scenes', () => {
     }
     expect(() => sceneSpec(1, { detail: 'shape' as never })).toThrow(/detail must be 'char' or 'color'/);
   });
+
+  it('scale the mark with markFraction, and reject fractions outside [0.05, 0.6]', async () => {
+    const sc = await generateScene(7, { detail: 'color', shapes: 0, texts: 0, distractorTiles: 0, tileSizeRange: [35, 35], markFraction: 0.4 });
+    const want = MARK_COLORS[sc.answerIndex].hex;
+    const hex = (h: string) => [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16));
+    let marked = 0;
+    for (let p = 0; p < sc.image.data.length; p += 3) {
+      if ([0, 1, 2].every((k) => sc.image.data[p + k] === hex(want)[k])) marked++;
+    }
+    expect(markSize(35, 0.4)).toBe(14);
+    expect(marked).toBe(14 * 14);
+    expect(() => sceneSpec(1, { markFraction: 0.9 })).toThrow(/markFraction must be a number in \[0.05, 0.6\]/);
+  });
+});
+
+describe('scene layout options', () => {
+  it("'cool' palette: every clutter color has R + G - 2B <= 0 (the yellow tile is the only thing a color feature fires on)", () => {
+    for (const seed of [1, 2, 3]) {
+      const spec = sceneSpec(seed, { detail: 'color', palette: 'cool' });
+      const fixed = new Set([TILE_FILL, '#101010', ...MARK_COLORS.map((c) => c.hex)]);
+      const colors = [...spec.svg.matchAll(/(?:fill|stroke)="(#[0-9a-f]{6})"/g)].map((m) => m[1]).filter((c) => !fixed.has(c));
+      expect(colors.length).toBeGreaterThan(300);
+      for (const c of colors) {
+        const [r, g, b] = [1, 3, 5].map((i) => parseInt(c.slice(i, i + 2), 16));
+        expect(r + g - 2 * b, c).toBeLessThanOrEqual(2);   // 2: HSL -> 8-bit rounding
+      }
+    }
+    expect(() => sceneSpec(1, { palette: 'warm' as never })).toThrow(/palette must be 'any' or 'cool'/);
+  });
+
+  it('tileInCell puts the whole tile inside one 28-px cell of the model frame (196 px of the original)', () => {
+    const cells = new Set<string>();
+    for (let seed = 0; seed < 40; seed++) {
+      const { target } = sceneSpec(seed, { tileInCell: true, tileSizeRange: [28, 40], shapes: 0, texts: 0, distractorTiles: 0 });
+      const [x1, y1, x2, y2] = target.box;
+      expect(Math.floor(x1 / 196)).toBe(Math.floor((x2 - 1) / 196));
+      expect(Math.floor(y1 / 196)).toBe(Math.floor((y2 - 1) / 196));
+      cells.add(`${Math.floor(x1 / 196)},${Math.floor(y1 / 196)}`);
+    }
+    expect(cells.size).toBeGreaterThan(20);   // spread over the 8x8 cells
+    expect(() => sceneSpec(1, { tileInCell: true, tileSizeRange: [196, 200] })).toThrow(/tileInCell needs .* tiles of at most 182 px/);
+    expect(() => sceneSpec(1, { tileInCell: 'yes' as never })).toThrow(/tileInCell must be a boolean/);
+  });
 });
 
 describe('the dataset on disk', () => {
@@ -232,6 +275,28 @@ describe('the dataset on disk', () => {
       expect(crop[1].type).toBe('image');
       expect(row.messages[4].content).toBe(boxedAnswer(scenes[i].answer));
     });
+  });
+
+  it("groundingBox 'grid': the token-grid box covering the tile; name: a second set in the same directory", async () => {
+    const tiles: Scene[] = [];
+    const g = await writeDemoDataset(dir, {
+      split: 'train', name: 'warmup', n: 3, seed: 12, groundingBox: 'grid', onItem: (_, sc) => tiles.push(sc),
+      scene: { detail: 'color', palette: 'cool', tileInCell: true, tileSizeRange: [35, 35], shapes: 30, texts: 5 },
+    });
+    expect(g.grounding).toBe(join(dir, 'warmup_grounding.jsonl'));
+    jsonl(g.grounding).forEach((row, i) => {
+      expect(row.messages[0].content[0].image).toBe(`warmup/warmup-0000${i}-scene.png`);
+      const parsed = parseBox(row.messages[1].content);
+      if (isParseError(parsed)) throw new Error(parsed.error);
+      const tile = modelFrameBox(tiles[i].target.box, [1568, 1568], g.modelFrame);
+      expect(parsed.box).toEqual(gridBox(tile));
+      expect(parsed.box[2] - parsed.box[0]).toBe(28);        // tileInCell: exactly one cell
+      expect(parsed.box.every((v) => v % 28 === 0)).toBe(true);
+    });
+    expect(gridBox([30, 5, 60, 27])).toEqual([28, 0, 84, 28]);
+    expect(jsonl(res.rows)).toHaveLength(3);                  // the 'train' set is untouched
+    await expect(writeDemoDataset(dir, { split: 'test', n: 1, seed: 1, groundingBox: 'cell' as never })).rejects.toThrow(/groundingBox must be 'tile' or 'grid'/);
+    await expect(writeDemoDataset(dir, { split: 'test', n: 1, seed: 1, name: '../x' })).rejects.toThrow(/name must be 1-64 letters/);
   });
 
   it('gives train and test different scenes, and rejects bad options', async () => {

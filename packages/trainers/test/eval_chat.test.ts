@@ -71,6 +71,9 @@ describe('scoreEvalRollouts (crafted rollouts)', () => {
     // d: [10,5,30,25] ∩ [0,0,20,20] = [10,5,20,20] → 10·15 = 150; union 400 + 400 − 150 = 650.
     expect(s.perRow.map((r) => r.iou)).toEqual([1, null, 0, 150 / 650]);
     expect(s.iouRows).toBe(3);
+    // hit: the crop holds the whole ground-truth box (a: equal boxes; c: invalid; d: partial).
+    expect(s.perRow.map((r) => r.hit)).toEqual([true, null, false, false]);
+    expect(s.hitRatio).toBeCloseTo(1 / 3, 12);
     expect(s.meanIou).toBeCloseTo((1 + 0 + 150 / 650) / 3, 12);
     expect(s.perRow[2].box).toEqual({ valid: false, reason: 'no-box', message: 'no box found' });
     expect(s.perRow[0].box).toEqual({ valid: true, boxModel: [5, 5, 25, 20], boxOriginal: [10, 10, 50, 40] });

@@ -25,6 +25,9 @@ export type DemoSplit = 'train' | 'test';
 
 export interface DemoDatasetOptions {
   split: DemoSplit;
+  /** Prefix of the files and image folder (letters, digits, '-', '_'); default the split. Lets a
+   *  second set of the same split (e.g. the cold start's large-tile warm-up) share the directory. */
+  name?: string;
   n: number;
   seed: number;
   scene?: SceneOptions;
@@ -40,6 +43,10 @@ export interface DemoDatasetOptions {
   answerPrefix?: string;
   /** Largest shift (model-frame pixels) of the close-up box around the tile in the answer set; default 8. */
   closeUpJitter?: number;
+  /** The grounding answer: 'tile', the tile's own box in the model frame (default); or 'grid', the
+   *  smallest box on the 28-px merged-token grid of the model frame that covers the tile (one cell
+   *  for a small tile placed with scene.tileInCell: 8 choices per coordinate on a 224 frame). */
+  groundingBox?: 'tile' | 'grid';
   /** Called after each item is written. */
   onItem?: (index: number, scene: Scene) => void;
 }
@@ -88,6 +95,11 @@ export function demoCropTool(opts: { cropMinPixels?: number; cropMaxPixels?: num
   });
 }
 
+/** The smallest box on the `unit`-px grid (default 28: merged tokens) of the model frame covering `box`. */
+export function gridBox(box: Box, unit = 28): Box {
+  return [Math.floor(box[0] / unit) * unit, Math.floor(box[1] / unit) * unit, Math.ceil(box[2] / unit) * unit, Math.ceil(box[3] / unit) * unit];
+}
+
 const contains = (outer: Box, inner: Box) => outer[0] <= inner[0] && outer[1] <= inner[1] && outer[2] >= inner[2] && outer[3] >= inner[3];
 
 function checkOptions(dir: string, o: DemoDatasetOptions): void {
@@ -95,14 +107,21 @@ function checkOptions(dir: string, o: DemoDatasetOptions): void {
   if (o?.split !== 'train' && o?.split !== 'test') throw new Error(`writeDemoDataset: split must be 'train' or 'test', got ${JSON.stringify(o?.split)}`);
   if (!Number.isInteger(o.n) || o.n < 1 || o.n > 1_000_000) throw new Error(`writeDemoDataset: n must be an integer in [1, 1000000], got ${o.n}`);
   if (!Number.isSafeInteger(o.seed) || o.seed < 0) throw new Error(`writeDemoDataset: seed must be a non-negative safe integer, got ${o.seed}`);
+  if (o.name !== undefined && (typeof o.name !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(o.name))) {
+    throw new Error(`writeDemoDataset: name must be 1-64 letters, digits, '-' or '_', got ${JSON.stringify(o.name)}`);
+  }
   const j = o.closeUpJitter ?? 8;
   if (!Number.isInteger(j) || j < 0) throw new Error(`writeDemoDataset: closeUpJitter must be a non-negative integer, got ${o.closeUpJitter}`);
+  if (o.groundingBox !== undefined && o.groundingBox !== 'tile' && o.groundingBox !== 'grid') {
+    throw new Error(`writeDemoDataset: groundingBox must be 'tile' or 'grid', got ${JSON.stringify(o.groundingBox)}`);
+  }
 }
 
 /** Writes the split under `dir` (created if needed); see the file comment for the files. */
 export async function writeDemoDataset(dir: string, opts: DemoDatasetOptions): Promise<DemoDatasetResult> {
   checkOptions(dir, opts);
-  const { split, n, seed } = opts;
+  const { n, seed } = opts;
+  const split = opts.name ?? opts.split;
   const root = path.resolve(dir);
   await fsp.mkdir(path.join(root, split), { recursive: true });
   const tool = demoCropTool(opts);
@@ -124,7 +143,8 @@ export async function writeDemoDataset(dir: string, opts: DemoDatasetOptions): P
     const rel = (name: string) => `${split}/${id}-${name}.png`;
     await fsp.writeFile(path.join(root, rel('scene')), scene.png);
     const question = formatQuestion(scene.question, scene.choices);
-    const box = modelFrameBox(scene.target.box, [scene.height, scene.width], scene.modelFrame);
+    const tileBox = modelFrameBox(scene.target.box, [scene.height, scene.width], scene.modelFrame);
+    const box = opts.groundingBox === 'grid' ? gridBox(tileBox) : tileBox;
     const boxText = groundingAnswer(box);
     const input = { original: scene.image, modelFrame: scene.modelFrame };
 

@@ -39,6 +39,15 @@ export interface SceneOptions {
    *  'color', the color of a small square mark at the tile's center (about a fifth of the tile's
    *  side), asked with the fixed options of MARK_COLORS. */
   detail?: 'char' | 'color';
+  /** Side of the 'color' mark as a fraction of the tile's side; default 0.2 (0.05..0.6). */
+  markFraction?: number;
+  /** Clutter colors: 'any' (every hue outside the tile's band; default) or 'cool' (hues 170–310
+   *  and grays: cyan, blue, violet, magenta — colors whose R + G − 2B ≤ 0, so the yellow tile is the
+   *  only thing a per-pixel color feature fires on). */
+  palette?: 'any' | 'cool';
+  /** Place the target inside one merged-token cell of the model frame (28 model px = 196 original
+   *  px at the default scale), so the cell's box always contains the whole tile. Default false. */
+  tileInCell?: boolean;
 }
 
 export interface SceneTarget {
@@ -88,6 +97,7 @@ interface Resolved {
   width: number; height: number; maxPixels: number; minPixels: number; tileSizes: number[]; grid: number;
   shapes: number; texts: number; distractorTiles: number; numChoices: number; modelFrame: [number, number];
   detail: 'char' | 'color';
+  markFraction: number; palette: 'any' | 'cool'; tileInCell: boolean; cell: number;
 }
 
 function count(v: number | undefined, dflt: number, name: string, max: number): number {
@@ -124,7 +134,20 @@ export function resolveSceneOptions(opts: SceneOptions = {}): Resolved {
   }
   const detail = opts.detail ?? 'char';
   if (detail !== 'char' && detail !== 'color') throw new Error(`generateScene: detail must be 'char' or 'color', got ${JSON.stringify(opts.detail)}`);
+  const markFraction = opts.markFraction ?? 0.2;
+  if (typeof markFraction !== 'number' || !(markFraction >= 0.05 && markFraction <= 0.6)) {
+    throw new Error(`generateScene: markFraction must be a number in [0.05, 0.6], got ${opts.markFraction}`);
+  }
+  const palette = opts.palette ?? 'any';
+  if (palette !== 'any' && palette !== 'cool') throw new Error(`generateScene: palette must be 'any' or 'cool', got ${JSON.stringify(opts.palette)}`);
+  const tileInCell = opts.tileInCell ?? false;
+  if (typeof tileInCell !== 'boolean') throw new Error(`generateScene: tileInCell must be a boolean, got ${JSON.stringify(opts.tileInCell)}`);
+  const cell = FACTOR * grid;
+  if (tileInCell && (grid === 1 || tileSizes[tileSizes.length - 1] > cell - 2 * grid)) {
+    throw new Error(`generateScene: tileInCell needs a scene that is an integer multiple of the model frame and tiles of at most ${cell - 2 * grid} px (one ${FACTOR}-px cell of the model frame less a grid step on each side), got scale ${grid} and tiles up to ${tileSizes[tileSizes.length - 1]} px`);
+  }
   return {
+    markFraction, palette, tileInCell, cell,
     detail, width, height, maxPixels, minPixels, tileSizes, grid, modelFrame, numChoices,
     shapes: count(opts.shapes, 320, 'shapes', 20000), texts: count(opts.texts, 90, 'texts', 5000),
     distractorTiles: count(opts.distractorTiles, 10, 'distractorTiles', 500),
@@ -147,20 +170,24 @@ function hslHex(h: number, s: number, l: number): string {
 }
 
 /** A clutter color: any hue but the tile's band (grays are always allowed). */
-function clutterColor(rng: Rng, lightness: [number, number]): string {
+function clutterColor(rng: Rng, lightness: [number, number], palette: 'any' | 'cool' = 'any'): string {
   const l = rng.range(lightness[0], lightness[1]);
   if (rng.float() < 0.15) return hslHex(0, 0, l);
+  if (palette === 'cool') return hslHex(rng.range(COOL_HUES[0], COOL_HUES[1]), rng.range(0.35, 0.95), l);
   let h = rng.range(0, 360 - 2 * TILE_HUE_GAP);
   if (h > TILE_HUE - TILE_HUE_GAP) h += 2 * TILE_HUE_GAP;   // skip the band around the tile's hue
   return hslHex(h % 360, rng.range(0.35, 0.95), l);
 }
 
+/** Hue range of the 'cool' palette (degrees). */
+export const COOL_HUES: [number, number] = [170, 310];
+
 const f1 = (v: number) => (Math.round(v * 10) / 10).toString();
 
-function shapeSvg(rng: Rng, W: number, H: number): string {
+function shapeSvg(rng: Rng, W: number, H: number, palette: 'any' | 'cool'): string {
   const size = Math.exp(rng.range(Math.log(10), Math.log(170)));
   const cx = rng.range(0, W), cy = rng.range(0, H);
-  const fill = clutterColor(rng, [0.2, 0.8]);
+  const fill = clutterColor(rng, [0.2, 0.8], palette);
   switch (rng.int(0, 5)) {
     case 0: return `<rect x="${f1(cx - size / 2)}" y="${f1(cy - size * 0.35)}" width="${f1(size)}" height="${f1(size * rng.range(0.3, 1.2))}" fill="${fill}"/>`;
     case 1: return `<circle cx="${f1(cx)}" cy="${f1(cy)}" r="${f1(size / 2)}" fill="${fill}"/>`;
@@ -177,22 +204,22 @@ function shapeSvg(rng: Rng, W: number, H: number): string {
   }
 }
 
-function textSvg(rng: Rng, W: number, H: number): string {
+function textSvg(rng: Rng, W: number, H: number, palette: 'any' | 'cool'): string {
   const cell = rng.int(2, 6);
   const text = Array.from({ length: rng.int(2, 7) }, () => rng.pick(FONT_CHARS)).join('');
   const w = textWidth(text, cell), h = GLYPH_ROWS * cell;
   const x = rng.int(0, W - w - 1), y = rng.int(0, H - h - 1);
-  return `<path d="${textPath(text, x, y, cell)}" fill="${clutterColor(rng, [0.05, 0.45])}" shape-rendering="crispEdges"/>`;
+  return `<path d="${textPath(text, x, y, cell)}" fill="${clutterColor(rng, [0.05, 0.45], palette)}" shape-rendering="crispEdges"/>`;
 }
 
-/** Side of the 'color' detail's mark: about a fifth of the tile (6–8 px for 28–40 px tiles). */
-export const markSize = (size: number) => Math.max(4, Math.round(size / 5));
+/** Side of the 'color' detail's mark: `fraction` of the tile (default a fifth: 6–8 px for 28–40 px tiles). */
+export const markSize = (size: number, fraction = 0.2) => Math.max(4, Math.round(size * fraction));
 
-function tileSvg(x: number, y: number, size: number, char: string, fill: string, mark?: string): string {
+function tileSvg(x: number, y: number, size: number, char: string, fill: string, mark?: string, markFraction = 0.2): string {
   const { border, cell, glyphOrigin } = tileLayout(x, y, size);
   const inner = mark === undefined
     ? `<path d="${textPath(char, glyphOrigin[0], glyphOrigin[1], cell)}" fill="#101010"/>`
-    : (() => { const m = markSize(size), o = Math.floor((size - m) / 2); return `<rect x="${x + o}" y="${y + o}" width="${m}" height="${m}" fill="${mark}"/>`; })();
+    : (() => { const m = markSize(size, markFraction), o = Math.floor((size - m) / 2); return `<rect x="${x + o}" y="${y + o}" width="${m}" height="${m}" fill="${mark}"/>`; })();
   return `<g shape-rendering="crispEdges"><rect x="${x}" y="${y}" width="${size}" height="${size}" fill="#101010"/>` +
     `<rect x="${x + border}" y="${y + border}" width="${size - 2 * border}" height="${size - 2 * border}" fill="${fill}"/>` +
     inner + '</g>';
@@ -206,7 +233,8 @@ export function sceneSpec(seed: number, opts: SceneOptions = {}): Omit<Scene, 'i
   const o = resolveSceneOptions(opts);
   const rng = new Rng(seed);
   const { width: W, height: H, grid } = o;
-  const bg = hslHex(rng.range(TILE_HUE + TILE_HUE_GAP, 360 + TILE_HUE - TILE_HUE_GAP) % 360, rng.range(0, 0.2), rng.range(0.82, 0.95));
+  const bgHue = o.palette === 'cool' ? rng.range(COOL_HUES[0], COOL_HUES[1]) : rng.range(TILE_HUE + TILE_HUE_GAP, 360 + TILE_HUE - TILE_HUE_GAP) % 360;
+  const bg = hslHex(bgHue, rng.range(0, 0.2), rng.range(0.82, 0.95));
 
   // The question first, so the distractor tiles can carry the other options.
   const char = rng.pick(ANSWER_CHARS);
@@ -219,28 +247,30 @@ export function sceneSpec(seed: number, opts: SceneOptions = {}): Omit<Scene, 'i
   const size = rng.pick(o.tileSizes);
   const margin = Math.max(16, grid);
   const snap = (lo: number, hi: number) => grid * rng.int(Math.ceil(lo / grid), Math.floor(hi / grid));
-  const tx = snap(margin, W - margin - size), ty = snap(margin, H - margin - size);
+  // tileInCell: pick a model-frame cell, then a snapped spot inside it at least one grid step from its edges.
+  const inCell = (span: number) => o.cell * rng.int(0, Math.floor(span / o.cell) - 1) + snap(grid, o.cell - size - grid);
+  const tx = o.tileInCell ? inCell(W) : snap(margin, W - margin - size), ty = o.tileInCell ? inCell(H) : snap(margin, H - margin - size);
   const box: Box = [tx, ty, tx + size, ty + size];
   const layout = tileLayout(tx, ty, size);
 
   const parts: string[] = [`<rect width="${W}" height="${H}" fill="${bg}"/>`];
-  for (let i = 0; i < o.shapes; i++) parts.push(shapeSvg(rng, W, H));
-  for (let i = 0; i < o.texts; i++) parts.push(textSvg(rng, W, H));
+  for (let i = 0; i < o.shapes; i++) parts.push(shapeSvg(rng, W, H, o.palette));
+  for (let i = 0; i < o.texts; i++) parts.push(textSvg(rng, W, H, o.palette));
   const distractors: Scene['distractors'] = [];
   for (let i = 0; i < o.distractorTiles; i++) {
     const s = rng.pick(o.tileSizes);
     const dChar = i < others.length ? others[i] : rng.pick(ANSWER_CHARS);
-    const fill = clutterColor(rng, [0.55, 0.85]);
+    const fill = clutterColor(rng, [0.55, 0.85], o.palette);
     for (let attempt = 0; attempt < 50; attempt++) {
       const x = rng.int(4, W - s - 4), y = rng.int(4, H - s - 4);
       const b: Box = [x, y, x + s, y + s];
       if (overlaps(b, box, 3 * size) || distractors.some((d) => overlaps(b, d.box, 4))) continue;
       distractors.push({ box: b, char: dChar, fill });
-      parts.push(tileSvg(x, y, s, dChar, fill, colorMode ? rng.pick(MARK_COLORS).hex : undefined));
+      parts.push(tileSvg(x, y, s, dChar, fill, colorMode ? rng.pick(MARK_COLORS).hex : undefined, o.markFraction));
       break;
     }
   }
-  parts.push(tileSvg(tx, ty, size, char, TILE_FILL, colorMode ? MARK_COLORS[markIndex].hex : undefined));   // last: nothing covers the target
+  parts.push(tileSvg(tx, ty, size, char, TILE_FILL, colorMode ? MARK_COLORS[markIndex].hex : undefined, o.markFraction));   // last: nothing covers the target
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}">${parts.join('')}</svg>`;
   return {
     seed, width: W, height: H, svg, distractors, modelFrame: o.modelFrame,

@@ -8,7 +8,8 @@
 // - IoU is measured in the ORIGINAL image frame: the crop tool's boxOriginal (integer pixels,
 //   half-open) against row.bbox.box (pixels of images[bbox.image], which is the image the tool
 //   crops: the rollout prompt's cropImage is bbox.image). An invalid or missing box scores IoU 0;
-//   a row without bbox has iou null and is left out of meanIou;
+//   a row without bbox has iou null and is left out of meanIou; `hit` says whether the crop holds
+//   the whole ground-truth box (the detail the question needs is in view), null like iou;
 // - grpo rollouts have no grounding step: box and iou are null, validBoxRatio and meanIou null.
 import type { CropFailure, CropReport } from '../tools/crop.js';
 import type { Box } from '../tools/boxParser.js';
@@ -58,6 +59,8 @@ export interface EvalRowResult {
   box: EvalBox | null;
   /** IoU (original frame) of the crop box against row.bbox; null when the row has no bbox or in grpo mode. */
   iou: number | null;
+  /** Whether the crop holds the whole row.bbox (the detail is in view); null like iou. */
+  hit: boolean | null;
   /** Every assistant turn's text. */
   turns: string[];
   truncated: boolean;
@@ -76,6 +79,8 @@ export interface EvalSummary {
   meanIou: number | null;
   /** Rows that entered meanIou. */
   iouRows: number;
+  /** Share of those rows whose crop holds the whole ground-truth box; null like meanIou. */
+  hitRatio: number | null;
   truncated: number;
 }
 
@@ -112,11 +117,15 @@ export async function scoreEvalRollouts(
     const acc = await accuracy.explain({ response: r.answer, turns: r.responses, row: rewardRow });
     const details = acc.details ?? {};
     const box = mode === 'mgpo' ? boxOf(r.tool) : null;
-    let iou: number | null = null;
-    if (box && row.bbox) iou = box.valid && box.boxOriginal ? boxIoU(toRewardBox(box.boxOriginal), toRewardBox(row.bbox.box)) : 0;
+    let iou: number | null = null, hit: boolean | null = null;
+    if (box && row.bbox) {
+      const b = box.valid ? box.boxOriginal : undefined, t = row.bbox.box;
+      iou = b ? boxIoU(toRewardBox(b), toRewardBox(t)) : 0;
+      hit = b !== undefined && b[0] <= t[0] && b[1] <= t[1] && b[2] >= t[2] && b[3] >= t[3];
+    }
     perRow.push({
       id: row.id, correct: acc.score === 1, extracted: (details.extracted as string | null | undefined) ?? null, truth: details.truth ?? row.answer,
-      answerText: r.answer, box, iou, turns: r.responses, truncated: r.truncated, invalidToken: r.invalidToken, finishReason: r.finishReason,
+      answerText: r.answer, box, iou, hit, turns: r.responses, truncated: r.truncated, invalidToken: r.invalidToken, finishReason: r.finishReason,
     });
   }
   return { ...summarize(perRow, mode), perRow };
@@ -127,11 +136,13 @@ export function summarize(perRow: readonly EvalRowResult[], mode: 'mgpo' | 'grpo
   const n = perRow.length;
   const correct = perRow.filter((r) => r.correct).length;
   const ious = perRow.map((r) => r.iou).filter((v): v is number => v !== null);
+  const hits = perRow.map((r) => r.hit).filter((v): v is boolean => v !== null);
   return {
     mode, rows: n, correct, accuracy: n ? correct / n : 0,
     validBoxRatio: mode === 'mgpo' && n ? perRow.filter((r) => r.box?.valid).length / n : null,
     meanIou: ious.length ? ious.reduce((a, b) => a + b, 0) / ious.length : null,
     iouRows: ious.length,
+    hitRatio: hits.length ? hits.filter(Boolean).length / hits.length : null,
     truncated: perRow.filter((r) => r.truncated).length,
   };
 }
