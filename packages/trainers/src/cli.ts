@@ -116,6 +116,7 @@ async function runDemoCommand(args: string[], io: CliIo): Promise<number> {
   });
   io.stdout.write(`\n${formatDemoTable(s.evals)}\n\n`);
   if (s.rlIou.first !== null) io.stdout.write(`MGPO crop IoU during RL: ${s.rlIou.first.toFixed(3)} (first quarter of steps) → ${s.rlIou.last!.toFixed(3)} (last quarter)\n`);
+  io.stdout.write(`Reading the mark from a close-up of the hidden box (diagnostic, ${s.reading.rows} rows): cold start ${s.reading.coldStart.toFixed(3)}, MGPO ${s.reading.mgpo.toFixed(3)}\n`);
   io.stdout.write(`${s.quick ? 'quick run (too short to learn: it checks that every stage runs)' : 'full run'}; ${s.seconds.total.toFixed(0)} s\n`);
   io.stdout.write(`report: ${s.report}\nrun directory: ${s.runDir}\n`);
   return 0;

@@ -195,6 +195,23 @@ describe('scene layout options', () => {
     expect(() => sceneSpec(1, { palette: 'warm' as never })).toThrow(/palette must be 'any' or 'cool'/);
   });
 
+  it("'gradient' background: red rises with x, green with y, blue fixed (a position cue, within the cool palette)", async () => {
+    const sc = await generateScene(5, { palette: 'cool', background: 'gradient', shapes: 0, texts: 0, distractorTiles: 0 });
+    const px = (x: number, y: number) => { const o = (y * sc.width + x) * 3; return [sc.image.data[o], sc.image.data[o + 1], sc.image.data[o + 2]]; };
+    const [tl, tr, bl, br] = [px(2, 2), px(1565, 2), px(2, 1565), px(1565, 1565)];
+    expect(tl[0]).toBeLessThan(155); expect(tr[0]).toBeGreaterThan(235);   // red: left → right
+    expect(tl[1]).toBeLessThan(155); expect(bl[1]).toBeGreaterThan(235);   // green: top → bottom
+    expect(br).toEqual([239, 239, 240]);
+    for (const c of [tl, tr, bl, br]) expect(c[0] + c[1] - 2 * c[2]).toBeLessThanOrEqual(0);
+    // Monotone along a row and a column (28-px blocks).
+    const [tx1, ty1, tx2, ty2] = sc.target.box;
+    const row = ty2 < 1400 ? 1500 : 60, col = tx2 < 1400 ? 1500 : 60;     // a row and a column clear of the tile
+    expect(row >= ty1 && row < ty2).toBe(false); expect(col >= tx1 && col < tx2).toBe(false);
+    for (let x = 14; x + 28 < 1568; x += 28) expect(px(x + 28, row)[0]).toBeGreaterThan(px(x, row)[0]);
+    for (let y = 14; y + 28 < 1568; y += 28) expect(px(col, y + 28)[1]).toBeGreaterThan(px(col, y)[1]);
+    expect(() => sceneSpec(1, { background: 'noise' as never })).toThrow(/background must be 'plain' or 'gradient'/);
+  });
+
   it('tileInCell puts the whole tile inside one 28-px cell of the model frame (196 px of the original)', () => {
     const cells = new Set<string>();
     for (let seed = 0; seed < 40; seed++) {
@@ -281,6 +298,7 @@ describe('the dataset on disk', () => {
     const tiles: Scene[] = [];
     const g = await writeDemoDataset(dir, {
       split: 'train', name: 'warmup', n: 3, seed: 12, groundingBox: 'grid', onItem: (_, sc) => tiles.push(sc),
+      mgpoTemplate: { ...MGPO_TEMPLATE, system: '', turn2: 'Q: {question}' },
       scene: { detail: 'color', palette: 'cool', tileInCell: true, tileSizeRange: [35, 35], shapes: 30, texts: 5 },
     });
     expect(g.grounding).toBe(join(dir, 'warmup_grounding.jsonl'));
@@ -294,9 +312,36 @@ describe('the dataset on disk', () => {
       expect(parsed.box.every((v) => v % 28 === 0)).toBe(true);
     });
     expect(gridBox([30, 5, 60, 27])).toEqual([28, 0, 84, 28]);
+    // The transcripts follow the given template; an empty system text leaves the system turn out (as rollouts do).
+    for (const row of jsonl(g.mgpo)) {
+      expect(row.messages.map((m: { role: string }) => m.role)).toEqual(['user', 'assistant', 'user', 'assistant']);
+      expect(row.messages[2].content[2].text).toMatch(/^Q: /);
+    }
+    await expect(writeDemoDataset(dir, { split: 'test', n: 1, seed: 1, mgpoTemplate: { ...MGPO_TEMPLATE, turn1: '{nope} {question}' } })).rejects.toThrow(/turn1/);
     expect(jsonl(res.rows)).toHaveLength(3);                  // the 'train' set is untouched
     await expect(writeDemoDataset(dir, { split: 'test', n: 1, seed: 1, groundingBox: 'cell' as never })).rejects.toThrow(/groundingBox must be 'tile' or 'grid'/);
     await expect(writeDemoDataset(dir, { split: 'test', n: 1, seed: 1, name: '../x' })).rejects.toThrow(/name must be 1-64 letters/);
+  });
+
+  it('missRate: that share of close-ups is a grid cell clear of the tile, still labeled with the true letter', async () => {
+    const tiles: Scene[] = [];
+    const m = await writeDemoDataset(dir, {
+      split: 'train', name: 'miss', n: 8, seed: 13, groundingBox: 'grid', missRate: 0.5, answerPrefix: 'Region {box}:', onItem: (_, sc) => tiles.push(sc),
+      scene: { detail: 'color', palette: 'cool', tileInCell: true, tileSizeRange: [35, 35], shapes: 30, texts: 5 },
+    });
+    let misses = 0;
+    jsonl(m.answer).forEach((row, i) => {
+      const [ox1, oy1, ox2, oy2] = JSON.parse(row.messages[0].content[0].text.match(/\[[^\]]+\]/)[0]);
+      const t = tiles[i].target.box;
+      const holds = ox1 <= t[0] && oy1 <= t[1] && ox2 >= t[2] && oy2 >= t[3];
+      const clear = ox2 <= t[0] || ox1 >= t[2] || oy2 <= t[1] || oy1 >= t[3];
+      expect(holds || clear).toBe(true);                      // the tile is either whole in view or absent
+      if (clear) misses++;
+      expect(row.messages[1].content).toBe(boxedAnswer(tiles[i].answer));
+    });
+    expect(misses).toBeGreaterThan(0);
+    expect(misses).toBeLessThan(8);
+    await expect(writeDemoDataset(dir, { split: 'test', n: 1, seed: 1, missRate: 2 })).rejects.toThrow(/missRate must be a number in \[0, 1\]/);
   });
 
   it('gives train and test different scenes, and rejects bad options', async () => {

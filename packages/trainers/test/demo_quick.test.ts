@@ -41,12 +41,19 @@ describe('fovea demo --quick', () => {
         expect(e.validBoxRatio).toBeLessThanOrEqual(1);
         expect(e.meanIou).toBeGreaterThanOrEqual(0);
         expect(e.meanIou).toBeLessThanOrEqual(1);
+        expect(e.hitRatio).toBeGreaterThanOrEqual(0);
+        expect(e.hitRatio).toBeLessThanOrEqual(e.validBoxRatio);   // a hit needs a valid box
       } else {
         expect(e.validBoxRatio).toBeNull();
         expect(e.meanIou).toBeNull();
+        expect(e.hitRatio).toBeNull();
       }
     }
     expect(c.out()).toContain(formatDemoTable(s.evals));
+    // The reading diagnostic scored every test close-up, for the cold start and MGPO.
+    expect(s.reading.rows).toBe(s.plan.testScenes);
+    for (const v of [s.reading.coldStart, s.reading.mgpo]) { expect(v).toBeGreaterThanOrEqual(0); expect(v).toBeLessThanOrEqual(1); }
+    expect(c.out()).toContain('Reading the mark from a close-up of the hidden box');
     expect(c.out()).toContain(`run directory: ${out}`);
     expect(existsSync(join(out, 'report.html'))).toBe(true);
     const html = readFileSync(join(out, 'report.html'), 'utf8');
@@ -59,6 +66,9 @@ describe('fovea demo --quick', () => {
     }
     expect(existsSync(join(out, 'sft', `checkpoint-${s.plan.sft.steps}`, 'model', 'model.safetensors'))).toBe(true);
     expect(existsSync(join(out, 'model', 'tokenizer.json'))).toBe(true);
+    // The cold start's SFT data: the train split's grounding, answering and MGPO-transcript sets, one row each per scene.
+    const sftRows = readFileSync(join(out, 'data', 'train_sft.jsonl'), 'utf8').trim().split('\n');
+    expect(sftRows).toHaveLength(3 * s.plan.trainScenes);
   }, 300_000);
 
   it('rejects bad arguments clearly', async () => {

@@ -15,7 +15,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { ImageProcessor, resizeBicubic } from '@fovea/models';
-import { MGPO_TEMPLATE, formatQuestion } from '../rollout/templates.js';
+import { MGPO_TEMPLATE, type MgpoTemplate, checkMgpoTemplate, formatQuestion } from '../rollout/templates.js';
 import { type CropResult, cropTool } from '../tools/crop.js';
 import { fillTemplate } from '../tools/types.js';
 import { deriveSeed, Rng } from './rng.js';
@@ -47,6 +47,13 @@ export interface DemoDatasetOptions {
    *  smallest box on the 28-px merged-token grid of the model frame that covers the tile (one cell
    *  for a small tile placed with scene.tileInCell: 8 choices per coordinate on a 224 frame). */
   groundingBox?: 'tile' | 'grid';
+  /** Share of answer-set rows whose close-up is a grid cell that MISSES the tile (still labeled
+   *  with the true letter: the model learns to answer, i.e. guess, after a wrong crop instead of
+   *  leaving the answer format, as an MGPO rollout with a bad box needs); default 0. */
+  missRate?: number;
+  /** Templates of the MGPO transcripts (<split>_mgpo.jsonl); default the library's MGPO_TEMPLATE. An
+   *  empty system text leaves the system turn out, as the rollouts do. */
+  mgpoTemplate?: MgpoTemplate;
   /** Called after each item is written. */
   onItem?: (index: number, scene: Scene) => void;
 }
@@ -112,6 +119,9 @@ function checkOptions(dir: string, o: DemoDatasetOptions): void {
   }
   const j = o.closeUpJitter ?? 8;
   if (!Number.isInteger(j) || j < 0) throw new Error(`writeDemoDataset: closeUpJitter must be a non-negative integer, got ${o.closeUpJitter}`);
+  if (o.missRate !== undefined && !(typeof o.missRate === 'number' && o.missRate >= 0 && o.missRate <= 1)) {
+    throw new Error(`writeDemoDataset: missRate must be a number in [0, 1], got ${o.missRate}`);
+  }
   if (o.groundingBox !== undefined && o.groundingBox !== 'tile' && o.groundingBox !== 'grid') {
     throw new Error(`writeDemoDataset: groundingBox must be 'tile' or 'grid', got ${JSON.stringify(o.groundingBox)}`);
   }
@@ -132,6 +142,8 @@ export async function writeDemoDataset(dir: string, opts: DemoDatasetOptions): P
   const answerPrefix = opts.answerPrefix ?? '';
   fillTemplate(answerPrefix, { box: '' }, 'writeDemoDataset answerPrefix');
   const jitter = opts.closeUpJitter ?? 8;
+  const mt = opts.mgpoTemplate ?? MGPO_TEMPLATE;
+  checkMgpoTemplate(mt);
   const lines = { rows: [] as string[], grounding: [] as string[], answer: [] as string[], mgpo: [] as string[] };
   let modelFrame: [number, number] = [0, 0];
 
@@ -154,6 +166,16 @@ export async function writeDemoDataset(dir: string, opts: DemoDatasetOptions): P
     const dx = rng.int(-jitter, jitter), dy = rng.int(-jitter, jitter);
     let shifted = tool.crop(groundingAnswer([box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy]), input);
     if (!shifted.ok || !contains(shifted.boxOriginal!, scene.target.box)) shifted = exact;
+    if (rng.float() < (opts.missRate ?? 0)) {
+      // A 28-px cell of the model frame whose crop does not overlap the tile.
+      const [fh, fw] = scene.modelFrame, t = scene.target.box;
+      for (let attempt = 0; attempt < 100; attempt++) {
+        const cx = 28 * rng.int(0, Math.floor(fw / 28) - 1), cy = 28 * rng.int(0, Math.floor(fh / 28) - 1);
+        const miss = tool.crop(groundingAnswer([cx, cy, cx + 28, cy + 28]), input);
+        const b = miss.boxOriginal;
+        if (miss.ok && b && (b[2] <= t[0] || b[0] >= t[2] || b[3] <= t[1] || b[1] >= t[3])) { shifted = miss; break; }
+      }
+    }
     if (!exact.ok || !contains(exact.boxOriginal!, scene.target.box)) {
       throw new Error(`writeDemoDataset: item ${id}: the crop tool rejects the tile's own box ${JSON.stringify(box)} ` +
         `(${exact.message ?? 'crop does not contain the tile'}); the scene/crop options are inconsistent`);
@@ -178,13 +200,13 @@ export async function writeDemoDataset(dir: string, opts: DemoDatasetOptions): P
       { role: 'assistant', content: boxedAnswer(scene.answer) },
     ] }));
     lines.mgpo.push(JSON.stringify({ messages: [
-      { role: 'system', content: MGPO_TEMPLATE.system },
-      { role: 'user', content: [{ type: 'image', image: rel('scene') }, { type: 'text', text: fillTemplate(MGPO_TEMPLATE.turn1, { question }, 'turn1') }] },
+      ...(mt.system ? [{ role: 'system', content: mt.system }] : []),
+      { role: 'user', content: [{ type: 'image', image: rel('scene') }, { type: 'text', text: fillTemplate(mt.turn1, { question }, 'turn1') }] },
       { role: 'assistant', content: boxText },
       { role: 'user', content: [
-        { type: 'text', text: fillTemplate(MGPO_TEMPLATE.cropValid, { box: `[${exact.boxOriginal!.join(', ')}]` }, 'cropValid') },
+        { type: 'text', text: fillTemplate(mt.cropValid, { box: `[${exact.boxOriginal!.join(', ')}]` }, 'cropValid') },
         { type: 'image', image: rel('crop') },
-        { type: 'text', text: fillTemplate(MGPO_TEMPLATE.turn2, { question }, 'turn2') },
+        { type: 'text', text: fillTemplate(mt.turn2, { question }, 'turn2') },
       ] },
       { role: 'assistant', content: boxedAnswer(scene.answer) },
     ] }));

@@ -1,21 +1,24 @@
 // `fovea demo`: grounding emerging under MGPO on the generated visual-search task, end to end on
 // the CPU, through the same code a user runs (fovea sft / fovea train / evaluation):
-//   1. data: train and test splits of 1568×1568 scenes (different seeds), each with a grounding
-//      SFT set (scene → the tile's box as JSON, in the model's 224×224 frame) and an answering
-//      SFT set (a close-up of the tile → \boxed{letter}); the test rows' hidden boxes are only
-//      used to measure IoU, never by a reward;
+//   1. data: train and test splits of 1568×1568 scenes (different seeds; DEMO_SCENE: a 35 px yellow
+//      tile inside one 28-px cell of the 224 view, a 14 px color mark on it, cool-colored clutter),
+//      each with a grounding SFT set (scene → the tile's cell as a JSON box in the model's 224×224
+//      frame), an answering SFT set (a close-up → \boxed{letter}; a share of them miss the tile) and
+//      whole MGPO conversations; the test rows' hidden boxes are only used to measure IoU and the
+//      reading diagnostic, never by a reward;
 //   2. model: a tiny Qwen2.5-VL written as an HF directory and loaded like a real checkpoint;
-//   3. cold start: SFT on grounding + answering;
+//   3. cold start: SFT on grounding + answering + MGPO conversations;
 //   4. MGPO from the cold-start model, binary answer reward only (two turns: box → crop → answer);
 //   5. GRPO from the same model with the same budget (one turn, no crop);
 //   6. greedy evaluation on the test split: cold start (both modes), MGPO, GRPO — accuracy, the
-//      valid-box ratio and the IoU of the boxes with the hidden ones;
+//      valid-box ratio, how often the crop holds the tile, the IoU of the boxes with the hidden
+//      ones; and the reading diagnostic (readingProbe.ts);
 //   7. a table on stdout, summary.json and report.html (curves of both runs, test rollouts with
 //      their boxes drawn) in the run directory.
-// Budgets (DEMO_PLANS) are sized for a 2-core machine: full ≈ 4 min, quick ≈ 10 s (quick only
+// Budgets (DEMO_PLANS) are sized for a 2-core machine: full ≈ 6 min, quick ≈ 10 s (quick only
 // checks that everything runs; it is too short to learn). Measured outcome of the full plan (see
-// the README): the tiny model, trained from random weights within this budget, learns neither to
-// read the mark from a close-up nor to ground the tile, so all four rows stay near chance.
+// the README): the cold start learns to read the mark from a close-up only partly and does not learn
+// to locate the tile (one box for every scene), so MGPO's crops miss and every row stays at chance.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { GenerationEngine, Qwen2_5_VL, Qwen2_5_VLProcessor, loadImage } from '@fovea/models';
@@ -35,8 +38,9 @@ import { accuracyReward } from '../rewards/accuracy.js';
 import { writeFileAtomic } from '../checkpoint/atomic.js';
 import { writeDemoDataset, groundingAnswer, DEMO_CROP_MIN_PIXELS } from './demoDataset.js';
 import { writeTinyDemoModel, type TinyModelOptions } from './tinyModel.js';
-import { DEMO_MAX_PIXELS } from './scenes.js';
+import { DEMO_MAX_PIXELS, type SceneOptions } from './scenes.js';
 import { evalCropTool } from '../eval/evaluate.js';
+import { readingProbe } from './readingProbe.js';
 
 /** Short prompts: a tiny model's context is mostly image tokens, and every token costs. */
 export const DEMO_MGPO_TEMPLATE: MgpoTemplate = {
@@ -55,23 +59,32 @@ export interface DemoPlan {
   detail: 'color' | 'char';
   /** Largest shift (model-frame px) of the answering set's close-ups around the tile. */
   closeUpJitter: number;
+  /** Scene options of every split (palette, tile size, mark size, tile placement). */
+  scene: SceneOptions;
+  /** Share of the answering set's close-ups that miss the tile (labeled with the true letter), so a
+   *  wrong crop still gets an answer in the format. */
+  missRate: number;
   model: TinyModelOptions;
   sft: { steps: number; lr: number; maxTokens: number; warmupSteps: number };
   /** beta: KL to the cold-start model (keeps a near-chance policy from drifting into garbage). */
   rl: { steps: number; G: number; promptsPerStep: number; lr: number; maxNewTokens: number; temperature: number; beta: number };
 }
 
+/** The demo's scenes: a 35 px yellow tile (5 px in the 224 view) inside one 28-px cell of the model
+ *  frame, carrying a 14 px mark (2 px in the 224 view, ~15 px in a close-up) among cool-colored clutter. */
+export const DEMO_SCENE: SceneOptions = { palette: 'cool', tileSizeRange: [35, 35], markFraction: 0.4, tileInCell: true };
+
 export const DEMO_PLANS: Record<'full' | 'quick', DemoPlan> = {
   full: {
-    trainScenes: 320, testScenes: 100, detail: 'color', closeUpJitter: 3,
+    trainScenes: 400, testScenes: 100, detail: 'color', closeUpJitter: 3, scene: DEMO_SCENE, missRate: 0.25,
     model: { hidden: 128, layers: 2, heads: 4, kvHeads: 2, intermediate: 256, visionHidden: 64, visionDepth: 2, visionHeads: 4, visionIntermediate: 128 },
-    sft: { steps: 900, lr: 3e-3, maxTokens: 1536, warmupSteps: 30 },
-    rl: { steps: 40, G: 4, promptsPerStep: 2, lr: 1e-5, maxNewTokens: 48, temperature: 0.7, beta: 0.04 },
+    sft: { steps: 1500, lr: 1e-3, maxTokens: 1536, warmupSteps: 30 },
+    rl: { steps: 50, G: 8, promptsPerStep: 4, lr: 2e-5, maxNewTokens: 48, temperature: 1, beta: 0.02 },
   },
   quick: {
-    trainScenes: 12, testScenes: 6, detail: 'color', closeUpJitter: 3,
+    trainScenes: 12, testScenes: 6, detail: 'color', closeUpJitter: 3, scene: DEMO_SCENE, missRate: 0.25,
     model: { hidden: 64, layers: 1, heads: 2, kvHeads: 1, intermediate: 128, visionHidden: 32, visionDepth: 1, visionHeads: 2, visionIntermediate: 64 },
-    sft: { steps: 4, lr: 3e-3, maxTokens: 1024, warmupSteps: 1 },
+    sft: { steps: 4, lr: 1e-3, maxTokens: 1024, warmupSteps: 1 },
     rl: { steps: 2, G: 2, promptsPerStep: 1, lr: 3e-5, maxNewTokens: 48, temperature: 1, beta: 0.04 },
   },
 };
@@ -87,7 +100,12 @@ export interface DemoOptions {
   log?: (line: string) => void;
 }
 
-export interface DemoEvalRow { model: string; mode: 'mgpo' | 'grpo'; accuracy: number; validBoxRatio: number | null; meanIou: number | null; rows: number }
+export interface DemoEvalRow {
+  model: string; mode: 'mgpo' | 'grpo'; accuracy: number; validBoxRatio: number | null; meanIou: number | null;
+  /** Share of rows whose crop holds the whole tile (the mark is in view). */
+  hitRatio: number | null;
+  rows: number;
+}
 
 export interface DemoSummary {
   runDir: string;
@@ -96,16 +114,22 @@ export interface DemoSummary {
   evals: DemoEvalRow[];
   /** Mean crop IoU of MGPO's training rollouts over the first and the last quarter of its steps. */
   rlIou: { first: number | null; last: number | null };
+  /** Diagnostic (readingProbe): option-letter accuracy on test close-ups cropped around the HIDDEN
+   *  box — the reading skill alone, whatever the model's own boxes. */
+  reading: { coldStart: number; mgpo: number; rows: number };
   seconds: Record<string, number>;
   report: string;
 }
 
 const fmt = (x: number | null, digits = 3) => (x === null ? '-' : x.toFixed(digits));
 
+const DEMO_TABLE_HEADER = ['model', 'mode', 'test accuracy', 'valid boxes', 'tile in crop', 'box IoU'];
+const demoTableRow = (e: DemoEvalRow) => [e.model, e.mode, fmt(e.accuracy), fmt(e.validBoxRatio), fmt(e.hitRatio), fmt(e.meanIou)];
+
 /** The evaluation table as text (printed by the CLI, shown in the report and README). */
 export function formatDemoTable(evals: readonly DemoEvalRow[]): string {
-  const head = ['model', 'mode', 'test accuracy', 'valid boxes', 'box IoU'];
-  const rows = evals.map((e) => [e.model, e.mode, fmt(e.accuracy), fmt(e.validBoxRatio), fmt(e.meanIou)]);
+  const head = DEMO_TABLE_HEADER;
+  const rows = evals.map(demoTableRow);
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  ');
   return [line(head), line(w.map((n) => '-'.repeat(n))), ...rows.map(line)].join('\n');
@@ -169,12 +193,14 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoSummary> {
   const common = {
     groundingText: DEMO_MGPO_TEMPLATE.turn1, answerText: DEMO_MGPO_TEMPLATE.turn2, answerPrefix: DEMO_MGPO_TEMPLATE.cropValid,
     cropMinPixels: cropOpts.cropMinPixels, cropMaxPixels: cropOpts.cropMaxPixels,
-    scene: { detail: plan.detail }, closeUpJitter: plan.closeUpJitter,
+    scene: { ...plan.scene, detail: plan.detail }, closeUpJitter: plan.closeUpJitter, groundingBox: 'grid' as const, mgpoTemplate: DEMO_MGPO_TEMPLATE,
   };
-  const trainSet = await writeDemoDataset(dataDir, { split: 'train', n: plan.trainScenes, seed: seed * 1000 + 1, ...common });
+  const trainSet = await writeDemoDataset(dataDir, { split: 'train', n: plan.trainScenes, seed: seed * 1000 + 1, ...common, missRate: plan.missRate });
   const testSet = await writeDemoDataset(dataDir, { split: 'test', n: plan.testScenes, seed: seed * 1000 + 2, ...common });
   const sftFile = path.join(dataDir, 'train_sft.jsonl');
-  writeFileSync(sftFile, readFileSync(trainSet.grounding, 'utf8') + readFileSync(trainSet.answer, 'utf8'));
+  // Grounding, standalone answering, and whole MGPO conversations (turn 2 answered in the context of
+  // turn 1's box: without them the cold start wrote another box in turn 2).
+  writeFileSync(sftFile, [trainSet.grounding, trainSet.answer, trainSet.mgpo].map((f) => readFileSync(f, 'utf8')).join(''));
   stage('data');
 
   // 2. The tiny model.
@@ -187,7 +213,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoSummary> {
   stage('model');
 
   // 3. Cold start.
-  log(`[3/6] cold start: SFT on grounding + answering, ${plan.sft.steps} steps`);
+  log(`[3/6] cold start: SFT on grounding + answering + MGPO conversations, ${plan.sft.steps} steps`);
   const sftOut = path.join(runDir, 'sft');
   await sft(validateSftConfig({
     model: modelDir, data: { train: sftFile, maxTokens: plan.sft.maxTokens, shuffleSeed: seed, maxPixels: DEMO_MAX_PIXELS },
@@ -233,9 +259,16 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoSummary> {
     ['cold start (SFT)', coldDir, 'grpo'], ['cold start (SFT)', coldDir, 'mgpo'], ['GRPO', grpoDir, 'grpo'], ['MGPO', mgpoDir, 'mgpo'],
   ] as const) {
     const s = await evalModel(dir, testRows, mode, rl.maxNewTokens, cropOpts);
-    evals.push({ model: name, mode, accuracy: s.accuracy, validBoxRatio: s.validBoxRatio, meanIou: s.meanIou, rows: s.rows });
-    log(`  ${name} (${mode}): accuracy ${s.accuracy.toFixed(3)}${s.validBoxRatio !== null ? `, valid boxes ${s.validBoxRatio.toFixed(3)}, IoU ${fmt(s.meanIou)}` : ''}`);
+    evals.push({ model: name, mode, accuracy: s.accuracy, validBoxRatio: s.validBoxRatio, meanIou: s.meanIou, hitRatio: s.hitRatio, rows: s.rows });
+    log(`  ${name} (${mode}): accuracy ${s.accuracy.toFixed(3)}${s.validBoxRatio !== null ? `, valid boxes ${s.validBoxRatio.toFixed(3)}, tile in crop ${fmt(s.hitRatio)}, IoU ${fmt(s.meanIou)}` : ''}`);
   }
+  const probe = async (dir: string) => {
+    const model = await Qwen2_5_VL.fromPretrained(dir);
+    try { return await readingProbe(model, await Qwen2_5_VLProcessor.fromPretrained(dir), testSet.answer, { maxPixels: DEMO_MAX_PIXELS }); } finally { model.dispose(); }
+  };
+  const readCold = await probe(coldDir), readMgpo = await probe(mgpoDir);
+  const reading = { coldStart: readCold.accuracy, mgpo: readMgpo.accuracy, rows: readCold.rows };
+  log(`  reading the mark from a close-up of the hidden box (diagnostic): cold start ${fmt(reading.coldStart)}, MGPO ${fmt(reading.mgpo)}`);
   stage('eval');
 
   // Curves of both runs on one page, the table, and MGPO test rollouts with their boxes.
@@ -254,12 +287,12 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoSummary> {
   const samples = await sampleCards(mgpoDir, testRows.slice(0, quick ? 2 : 6), rl.maxNewTokens, cropOpts, rl.steps);
   const { html } = renderReport(merged, {
     title: `fovea demo${quick ? ' (quick)' : ''}: MGPO vs GRPO on the visual-search task`, samples,
-    summary: { caption: `Greedy test accuracy on ${plan.testScenes} held-out scenes`, header: ['model', 'mode', 'test accuracy', 'valid boxes', 'box IoU'], rows: evals.map((e) => [e.model, e.mode, fmt(e.accuracy), fmt(e.validBoxRatio), fmt(e.meanIou)]) },
+    summary: { caption: `Greedy test accuracy on ${plan.testScenes} held-out scenes (diagnostic: reading the mark from a close-up of the hidden box, cold start ${fmt(reading.coldStart)}, MGPO ${fmt(reading.mgpo)})`, header: DEMO_TABLE_HEADER, rows: evals.map(demoTableRow) },
   });
   const report = path.join(runDir, 'report.html');
   writeFileAtomic(report, html);
   seconds.total = (performance.now() - t0) / 1000;
-  const summary: DemoSummary = { runDir, quick, plan, evals, rlIou, seconds, report };
+  const summary: DemoSummary = { runDir, quick, plan, evals, rlIou, reading, seconds, report };
   writeFileAtomic(path.join(runDir, 'summary.json'), JSON.stringify(summary, null, 1) + '\n');
   return summary;
 }

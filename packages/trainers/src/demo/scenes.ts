@@ -48,6 +48,10 @@ export interface SceneOptions {
   /** Place the target inside one merged-token cell of the model frame (28 model px = 196 original
    *  px at the default scale), so the cell's box always contains the whole tile. Default false. */
   tileInCell?: boolean;
+  /** Background: 'plain' (one light tint; default) or 'gradient' (a light two-axis ramp: red rises
+   *  left to right, green top to bottom, blue fixed — every point's color says where it is, as the
+   *  sky and the ground do in a photograph; within the 'cool' palette's R + G − 2B ≤ 0). */
+  background?: 'plain' | 'gradient';
 }
 
 export interface SceneTarget {
@@ -97,7 +101,7 @@ interface Resolved {
   width: number; height: number; maxPixels: number; minPixels: number; tileSizes: number[]; grid: number;
   shapes: number; texts: number; distractorTiles: number; numChoices: number; modelFrame: [number, number];
   detail: 'char' | 'color';
-  markFraction: number; palette: 'any' | 'cool'; tileInCell: boolean; cell: number;
+  markFraction: number; palette: 'any' | 'cool'; tileInCell: boolean; cell: number; background: 'plain' | 'gradient';
 }
 
 function count(v: number | undefined, dflt: number, name: string, max: number): number {
@@ -146,8 +150,10 @@ export function resolveSceneOptions(opts: SceneOptions = {}): Resolved {
   if (tileInCell && (grid === 1 || tileSizes[tileSizes.length - 1] > cell - 2 * grid)) {
     throw new Error(`generateScene: tileInCell needs a scene that is an integer multiple of the model frame and tiles of at most ${cell - 2 * grid} px (one ${FACTOR}-px cell of the model frame less a grid step on each side), got scale ${grid} and tiles up to ${tileSizes[tileSizes.length - 1]} px`);
   }
+  const background = opts.background ?? 'plain';
+  if (background !== 'plain' && background !== 'gradient') throw new Error(`generateScene: background must be 'plain' or 'gradient', got ${JSON.stringify(opts.background)}`);
   return {
-    markFraction, palette, tileInCell, cell,
+    markFraction, palette, tileInCell, cell, background,
     detail, width, height, maxPixels, minPixels, tileSizes, grid, modelFrame, numChoices,
     shapes: count(opts.shapes, 320, 'shapes', 20000), texts: count(opts.texts, 90, 'texts', 5000),
     distractorTiles: count(opts.distractorTiles, 10, 'distractorTiles', 500),
@@ -225,6 +231,28 @@ function tileSvg(x: number, y: number, size: number, char: string, fill: string,
     inner + '</g>';
 }
 
+/** Blocks per side of the 'gradient' background, and its ramps (8-bit channel values). */
+export const GRADIENT_BLOCKS = 56;
+export const GRADIENT_RAMP = { r: [150, 240], g: [150, 240], b: 240 } as const;
+
+/** The 'gradient' background: GRADIENT_BLOCKS² flat blocks, red by column, green by row. */
+function gradientSvg(W: number, H: number): string {
+  const n = GRADIENT_BLOCKS, { r, g, b } = GRADIENT_RAMP;
+  const hex = (v: number) => Math.round(v).toString(16).padStart(2, '0');
+  const parts: string[] = ['<g shape-rendering="crispEdges">'];
+  for (let j = 0; j < n; j++) {
+    const y0 = Math.round((j * H) / n), y1 = Math.round(((j + 1) * H) / n);
+    const gv = g[0] + ((g[1] - g[0]) * (j + 0.5)) / n;
+    for (let i = 0; i < n; i++) {
+      const x0 = Math.round((i * W) / n), x1 = Math.round(((i + 1) * W) / n);
+      const rv = r[0] + ((r[1] - r[0]) * (i + 0.5)) / n;
+      parts.push(`<rect x="${x0}" y="${y0}" width="${x1 - x0}" height="${y1 - y0}" fill="#${hex(rv)}${hex(gv)}${hex(b)}"/>`);
+    }
+  }
+  parts.push('</g>');
+  return parts.join('');
+}
+
 const overlaps = (a: Box, b: Box, margin: number) =>
   a[0] < b[2] + margin && b[0] < a[2] + margin && a[1] < b[3] + margin && b[1] < a[3] + margin;
 
@@ -253,7 +281,7 @@ export function sceneSpec(seed: number, opts: SceneOptions = {}): Omit<Scene, 'i
   const box: Box = [tx, ty, tx + size, ty + size];
   const layout = tileLayout(tx, ty, size);
 
-  const parts: string[] = [`<rect width="${W}" height="${H}" fill="${bg}"/>`];
+  const parts: string[] = [o.background === 'gradient' ? gradientSvg(W, H) : `<rect width="${W}" height="${H}" fill="${bg}"/>`];
   for (let i = 0; i < o.shapes; i++) parts.push(shapeSvg(rng, W, H, o.palette));
   for (let i = 0; i < o.texts; i++) parts.push(textSvg(rng, W, H, o.palette));
   const distractors: Scene['distractors'] = [];
