@@ -16,7 +16,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { ImageProcessor, resizeBicubic } from '@fovea/models';
 import { MGPO_TEMPLATE, type MgpoTemplate, checkMgpoTemplate, formatQuestion } from '../rollout/templates.js';
-import { type CropResult, cropTool } from '../tools/crop.js';
+import { type CropResult, boxContains, cropTool } from '../tools/crop.js';
 import { fillTemplate } from '../tools/types.js';
 import { deriveSeed, Rng } from './rng.js';
 import { type Box, DEMO_MAX_PIXELS, DEMO_MIN_PIXELS, type Scene, type SceneOptions, encodePng, generateScene } from './scenes.js';
@@ -26,7 +26,7 @@ export type DemoSplit = 'train' | 'test';
 export interface DemoDatasetOptions {
   split: DemoSplit;
   /** Prefix of the files and image folder (letters, digits, '-', '_'); default the split. Lets a
-   *  second set of the same split (e.g. the cold start's large-tile warm-up) share the directory. */
+   *  second set of the same split (other scene options, say) share the directory. */
   name?: string;
   n: number;
   seed: number;
@@ -107,8 +107,6 @@ export function gridBox(box: Box, unit = 28): Box {
   return [Math.floor(box[0] / unit) * unit, Math.floor(box[1] / unit) * unit, Math.ceil(box[2] / unit) * unit, Math.ceil(box[3] / unit) * unit];
 }
 
-const contains = (outer: Box, inner: Box) => outer[0] <= inner[0] && outer[1] <= inner[1] && outer[2] >= inner[2] && outer[3] >= inner[3];
-
 function checkOptions(dir: string, o: DemoDatasetOptions): void {
   if (typeof dir !== 'string' || dir.length === 0) throw new Error('writeDemoDataset: dir must be a non-empty path');
   if (o?.split !== 'train' && o?.split !== 'test') throw new Error(`writeDemoDataset: split must be 'train' or 'test', got ${JSON.stringify(o?.split)}`);
@@ -165,7 +163,7 @@ export async function writeDemoDataset(dir: string, opts: DemoDatasetOptions): P
     const rng = new Rng(deriveSeed(sceneSeed, 1));   // independent of the scene's own draws
     const dx = rng.int(-jitter, jitter), dy = rng.int(-jitter, jitter);
     let shifted = tool.crop(groundingAnswer([box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy]), input);
-    if (!shifted.ok || !contains(shifted.boxOriginal!, scene.target.box)) shifted = exact;
+    if (!shifted.ok || !boxContains(shifted.boxOriginal!, scene.target.box)) shifted = exact;
     if (rng.float() < (opts.missRate ?? 0)) {
       // A 28-px cell of the model frame whose crop does not overlap the tile.
       const [fh, fw] = scene.modelFrame, t = scene.target.box;
@@ -176,7 +174,7 @@ export async function writeDemoDataset(dir: string, opts: DemoDatasetOptions): P
         if (miss.ok && b && (b[2] <= t[0] || b[0] >= t[2] || b[3] <= t[1] || b[1] >= t[3])) { shifted = miss; break; }
       }
     }
-    if (!exact.ok || !contains(exact.boxOriginal!, scene.target.box)) {
+    if (!exact.ok || !boxContains(exact.boxOriginal!, scene.target.box)) {
       throw new Error(`writeDemoDataset: item ${id}: the crop tool rejects the tile's own box ${JSON.stringify(box)} ` +
         `(${exact.message ?? 'crop does not contain the tile'}); the scene/crop options are inconsistent`);
     }

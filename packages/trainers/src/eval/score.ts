@@ -11,7 +11,7 @@
 //   a row without bbox has iou null and is left out of meanIou; `hit` says whether the crop holds
 //   the whole ground-truth box (the detail the question needs is in view), null like iou;
 // - grpo rollouts have no grounding step: box and iou are null, validBoxRatio and meanIou null.
-import type { CropFailure, CropReport } from '../tools/crop.js';
+import { type CropFailure, type CropReport, boxContains } from '../tools/crop.js';
 import type { Box } from '../tools/boxParser.js';
 import { accuracyReward } from '../rewards/accuracy.js';
 import { boxIoU } from '../rewards/iou.js';
@@ -121,7 +121,7 @@ export async function scoreEvalRollouts(
     if (box && row.bbox) {
       const b = box.valid ? box.boxOriginal : undefined, t = row.bbox.box;
       iou = b ? boxIoU(toRewardBox(b), toRewardBox(t)) : 0;
-      hit = b !== undefined && b[0] <= t[0] && b[1] <= t[1] && b[2] >= t[2] && b[3] >= t[3];
+      hit = b !== undefined && boxContains(b, t);
     }
     perRow.push({
       id: row.id, correct: acc.score === 1, extracted: (details.extracted as string | null | undefined) ?? null, truth: details.truth ?? row.answer,

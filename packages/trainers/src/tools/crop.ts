@@ -92,6 +92,11 @@ export function checkBox(box: Box, frame: [number, number], rules: BoxRules = {}
   return { ok: true, box: [x1, y1, x2, y2], adjusted };
 }
 
+/** Whether `outer` holds the whole of `inner` ([x1, y1, x2, y2] in one frame, edges included). */
+export function boxContains(outer: Box, inner: Box): boolean {
+  return outer[0] <= inner[0] && outer[1] <= inner[1] && outer[2] >= inner[2] && outer[3] >= inner[3];
+}
+
 export type Rounding = 'outward' | 'floor';
 
 /** Maps a model-frame box to integer original pixels [ox1, oy1, ox2, oy2) (clipped to the image). */
