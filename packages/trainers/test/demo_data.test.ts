@@ -18,7 +18,7 @@ import {
   ANSWER_CHARS, FONT_CHARS, GLYPH_COLS, GLYPH_ROWS, MIN_ANSWER_DISTANCE, glyphBitmap, glyphDistance,
 } from '../src/demo/glyphs.js';
 import { deriveSeed } from '../src/demo/rng.js';
-import { type Scene, DEMO_COLOR_QUESTION, DEMO_QUESTION, MARK_COLORS, TILE_FILL, generateScene, markSize, sceneSpec } from '../src/demo/scenes.js';
+import { type Scene, DEMO_COLOR_QUESTION, DEMO_QUESTION, MAP_RAMP, MARK_COLORS, TILE_FILL, generateScene, markSize, sceneSpec } from '../src/demo/scenes.js';
 import {
   DEMO_GROUNDING_TEXT, boxedAnswer, demoCropTool, gridBox, groundingAnswer, modelFrameBox, writeDemoDataset,
 } from '../src/demo/demoDataset.js';
@@ -195,21 +195,25 @@ describe('scene layout options', () => {
     expect(() => sceneSpec(1, { palette: 'warm' as never })).toThrow(/palette must be 'any' or 'cool'/);
   });
 
-  it("'gradient' background: red rises with x, green with y, blue fixed (a position cue, within the cool palette)", async () => {
-    const sc = await generateScene(5, { palette: 'cool', background: 'gradient', shapes: 0, texts: 0, distractorTiles: 0 });
+  it("'map' background: one flat color per 28-px model cell, red by column, green by row (a position cue, within the cool palette)", async () => {
+    const sc = await generateScene(5, { palette: 'cool', background: 'map', shapes: 0, texts: 0, distractorTiles: 0 });
+    expect(sc.modelFrame).toEqual([224, 224]);
     const px = (x: number, y: number) => { const o = (y * sc.width + x) * 3; return [sc.image.data[o], sc.image.data[o + 1], sc.image.data[o + 2]]; };
-    const [tl, tr, bl, br] = [px(2, 2), px(1565, 2), px(2, 1565), px(1565, 1565)];
-    expect(tl[0]).toBeLessThan(155); expect(tr[0]).toBeGreaterThan(235);   // red: left → right
-    expect(tl[1]).toBeLessThan(155); expect(bl[1]).toBeGreaterThan(235);   // green: top → bottom
-    expect(br).toEqual([239, 239, 240]);
-    for (const c of [tl, tr, bl, br]) expect(c[0] + c[1] - 2 * c[2]).toBeLessThanOrEqual(0);
-    // Monotone along a row and a column (28-px blocks).
     const [tx1, ty1, tx2, ty2] = sc.target.box;
-    const row = ty2 < 1400 ? 1500 : 60, col = tx2 < 1400 ? 1500 : 60;     // a row and a column clear of the tile
-    expect(row >= ty1 && row < ty2).toBe(false); expect(col >= tx1 && col < tx2).toBe(false);
-    for (let x = 14; x + 28 < 1568; x += 28) expect(px(x + 28, row)[0]).toBeGreaterThan(px(x, row)[0]);
-    for (let y = 14; y + 28 < 1568; y += 28) expect(px(col, y + 28)[1]).toBeGreaterThan(px(col, y)[1]);
-    expect(() => sceneSpec(1, { background: 'noise' as never })).toThrow(/background must be 'plain' or 'gradient'/);
+    const onTile = (x: number, y: number) => x >= tx1 - 2 && x < tx2 + 2 && y >= ty1 - 2 && y < ty2 + 2;
+    // 8 × 8 cells of 196 px: flat inside a cell, MAP_RAMP's levels from cell to cell.
+    for (let j = 0; j < 8; j++) {
+      for (let i = 0; i < 8; i++) {
+        const want = [Math.round(MAP_RAMP.r[0] + ((MAP_RAMP.r[1] - MAP_RAMP.r[0]) * i) / 7), Math.round(MAP_RAMP.g[0] + ((MAP_RAMP.g[1] - MAP_RAMP.g[0]) * j) / 7), MAP_RAMP.b];
+        for (const [dx, dy] of [[1, 1], [194, 1], [1, 194], [194, 194], [97, 97]]) {
+          const x = 196 * i + dx, y = 196 * j + dy;
+          if (onTile(x, y)) continue;
+          expect(px(x, y), `cell (${i}, ${j}) at ${x},${y}`).toEqual(want);
+        }
+        expect(want[0] + want[1] - 2 * want[2]).toBeLessThanOrEqual(0);
+      }
+    }
+    expect(() => sceneSpec(1, { background: 'noise' as never })).toThrow(/background must be 'plain' or 'map'/);
   });
 
   it('tileInCell puts the whole tile inside one 28-px cell of the model frame (196 px of the original)', () => {

@@ -64,7 +64,10 @@ describe('fovea demo --quick', () => {
       expect(readMetrics(join(out, run, 'metrics.jsonl')).records.map((r) => r.step)).toEqual(Array.from({ length: s.plan.rl.steps }, (_, i) => i + 1));
       expect(existsSync(join(out, run, `checkpoint-${s.plan.rl.steps}`, 'model', 'config.json'))).toBe(true);
     }
+    // The cold start's two stages: answering alone, then everything, from the first stage's model.
+    expect(existsSync(join(out, 'sft-reading', `checkpoint-${s.plan.sft.readingSteps}`, 'model', 'model.safetensors'))).toBe(true);
     expect(existsSync(join(out, 'sft', `checkpoint-${s.plan.sft.steps}`, 'model', 'model.safetensors'))).toBe(true);
+    expect(readMetrics(join(out, 'sft-reading', 'metrics.jsonl')).records).toHaveLength(s.plan.sft.readingSteps);
     expect(existsSync(join(out, 'model', 'tokenizer.json'))).toBe(true);
     // The cold start's SFT data: the train split's grounding, answering and MGPO-transcript sets, one row each per scene.
     const sftRows = readFileSync(join(out, 'data', 'train_sft.jsonl'), 'utf8').trim().split('\n');

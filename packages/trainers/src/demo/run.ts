@@ -1,13 +1,14 @@
 // `fovea demo`: grounding emerging under MGPO on the generated visual-search task, end to end on
 // the CPU, through the same code a user runs (fovea sft / fovea train / evaluation):
-//   1. data: train and test splits of 1568×1568 scenes (different seeds; DEMO_SCENE: a 35 px yellow
-//      tile inside one 28-px cell of the 224 view, a 14 px color mark on it, cool-colored clutter),
-//      each with a grounding SFT set (scene → the tile's cell as a JSON box in the model's 224×224
-//      frame), an answering SFT set (a close-up → \boxed{letter}; a share of them miss the tile) and
-//      whole MGPO conversations; the test rows' hidden boxes are only used to measure IoU and the
-//      reading diagnostic, never by a reward;
+//   1. data: train and test splits of 1568×1568 scenes (different seeds; DEMO_SCENE: a 182 px
+//      yellow tile inside one 28-px token cell of the 224 view, a 42 px color mark on it — 6 px in
+//      the 224 view, 48 px in a close-up — cool-colored clutter, the 'map' background), each with a
+//      grounding SFT set (scene → the tile's cell as a JSON box in the model's 224×224 frame), an
+//      answering SFT set (a close-up → \boxed{letter}; a share of them miss the tile) and whole MGPO
+//      conversations; the test rows' hidden boxes are only used to measure IoU and the reading
+//      diagnostic, never by a reward;
 //   2. model: a tiny Qwen2.5-VL written as an HF directory and loaded like a real checkpoint;
-//   3. cold start: SFT on grounding + answering + MGPO conversations;
+//   3. cold start: SFT on the answering set alone, then on grounding + answering + MGPO conversations;
 //   4. MGPO from the cold-start model, binary answer reward only (two turns: box → crop → answer);
 //   5. GRPO from the same model with the same budget (one turn, no crop);
 //   6. greedy evaluation on the test split: cold start (both modes), MGPO, GRPO — accuracy, the
@@ -15,10 +16,8 @@
 //      ones; and the reading diagnostic (readingProbe.ts);
 //   7. a table on stdout, summary.json and report.html (curves of both runs, test rollouts with
 //      their boxes drawn) in the run directory.
-// Budgets (DEMO_PLANS) are sized for a 2-core machine: full ≈ 6 min, quick ≈ 10 s (quick only
-// checks that everything runs; it is too short to learn). Measured outcome of the full plan (see
-// the README): the cold start learns to read the mark from a close-up only partly and does not learn
-// to locate the tile (one box for every scene), so MGPO's crops miss and every row stays at chance.
+// Budgets (DEMO_PLANS) are sized for a 2-core machine: full ≈ 7 min, quick ≈ 10 s (quick only
+// checks that everything runs; it is too short to learn). The measured outcome is in the README.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { GenerationEngine, Qwen2_5_VL, Qwen2_5_VLProcessor, loadImage } from '@fovea/models';
@@ -65,26 +64,29 @@ export interface DemoPlan {
    *  wrong crop still gets an answer in the format. */
   missRate: number;
   model: TinyModelOptions;
-  sft: { steps: number; lr: number; maxTokens: number; warmupSteps: number };
+  /** Cold start in two stages: `readingSteps` on the answering set alone (reading the mark from a
+   *  close-up; mixed with the rest from the start, it was not learned), then `steps` on everything. */
+  sft: { readingSteps: number; steps: number; lr: number; maxTokens: number; warmupSteps: number };
   /** beta: KL to the cold-start model (keeps a near-chance policy from drifting into garbage). */
   rl: { steps: number; G: number; promptsPerStep: number; lr: number; maxNewTokens: number; temperature: number; beta: number };
 }
 
-/** The demo's scenes: a 35 px yellow tile (5 px in the 224 view) inside one 28-px cell of the model
- *  frame, carrying a 14 px mark (2 px in the 224 view, ~15 px in a close-up) among cool-colored clutter. */
-export const DEMO_SCENE: SceneOptions = { palette: 'cool', tileSizeRange: [35, 35], markFraction: 0.4, tileInCell: true };
+/** The demo's scenes: a 182 px yellow tile (26 px in the 224 view: most of one 28-px token cell)
+ *  carrying a 42 px mark (6 px in the 224 view, 48 px in a close-up) among cool-colored clutter, on
+ *  the 'map' background (each token cell's color says where it is). */
+export const DEMO_SCENE: SceneOptions = { palette: 'cool', background: 'map', tileSizeRange: [182, 182], markFraction: 42 / 182, tileInCell: true };
 
 export const DEMO_PLANS: Record<'full' | 'quick', DemoPlan> = {
   full: {
-    trainScenes: 400, testScenes: 100, detail: 'color', closeUpJitter: 3, scene: DEMO_SCENE, missRate: 0.25,
+    trainScenes: 400, testScenes: 100, detail: 'color', closeUpJitter: 3, scene: DEMO_SCENE, missRate: 0.1,
     model: { hidden: 128, layers: 2, heads: 4, kvHeads: 2, intermediate: 256, visionHidden: 64, visionDepth: 2, visionHeads: 4, visionIntermediate: 128 },
-    sft: { steps: 1500, lr: 1e-3, maxTokens: 1536, warmupSteps: 30 },
-    rl: { steps: 50, G: 8, promptsPerStep: 4, lr: 2e-5, maxNewTokens: 48, temperature: 1, beta: 0.02 },
+    sft: { readingSteps: 500, steps: 1000, lr: 1e-3, maxTokens: 1536, warmupSteps: 30 },
+    rl: { steps: 50, G: 8, promptsPerStep: 4, lr: 5e-5, maxNewTokens: 48, temperature: 1, beta: 0.02 },
   },
   quick: {
-    trainScenes: 12, testScenes: 6, detail: 'color', closeUpJitter: 3, scene: DEMO_SCENE, missRate: 0.25,
+    trainScenes: 12, testScenes: 6, detail: 'color', closeUpJitter: 3, scene: DEMO_SCENE, missRate: 0.1,
     model: { hidden: 64, layers: 1, heads: 2, kvHeads: 1, intermediate: 128, visionHidden: 32, visionDepth: 1, visionHeads: 2, visionIntermediate: 64 },
-    sft: { steps: 4, lr: 1e-3, maxTokens: 1024, warmupSteps: 1 },
+    sft: { readingSteps: 2, steps: 4, lr: 1e-3, maxTokens: 1024, warmupSteps: 1 },
     rl: { steps: 2, G: 2, promptsPerStep: 1, lr: 3e-5, maxNewTokens: 48, temperature: 1, beta: 0.04 },
   },
 };
@@ -212,15 +214,19 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoSummary> {
   if (widest + 2 > plan.rl.maxNewTokens) throw new Error(`fovea demo: rl.maxNewTokens ${plan.rl.maxNewTokens} cannot hold a box answer (${widest} tokens + end of turn)`);
   stage('model');
 
-  // 3. Cold start.
-  log(`[3/6] cold start: SFT on grounding + answering + MGPO conversations, ${plan.sft.steps} steps`);
-  const sftOut = path.join(runDir, 'sft');
-  await sft(validateSftConfig({
-    model: modelDir, data: { train: sftFile, maxTokens: plan.sft.maxTokens, shuffleSeed: seed, maxPixels: DEMO_MAX_PIXELS },
-    optim: { lr: plan.sft.lr, weightDecay: 0, maxGradNorm: 1, schedule: { kind: 'cosine', warmupSteps: plan.sft.warmupSteps, minRatio: 0.1 } },
-    steps: plan.sft.steps, checkpoint: { every: 0, keepLast: 1 }, output: sftOut,
-  }), { onStep: (m) => { if (m.step % 25 === 0 || m.step === plan.sft.steps) log(`  sft step ${m.step}/${plan.sft.steps} loss ${m.loss.toFixed(4)}`); } });
-  const coldDir = path.join(sftOut, `checkpoint-${plan.sft.steps}`, 'model');
+  // 3. Cold start: reading first, then everything.
+  const sftStage = async (name: string, from: string, train: string, steps: number): Promise<string> => {
+    const out = path.join(runDir, name);
+    await sft(validateSftConfig({
+      model: from, data: { train, maxTokens: plan.sft.maxTokens, shuffleSeed: seed, maxPixels: DEMO_MAX_PIXELS },
+      optim: { lr: plan.sft.lr, weightDecay: 0, maxGradNorm: 1, schedule: { kind: 'cosine', warmupSteps: plan.sft.warmupSteps, minRatio: 0.1 } },
+      steps, checkpoint: { every: 0, keepLast: 1 }, output: out,
+    }), { onStep: (m) => { if (m.step % 25 === 0 || m.step === steps) log(`  ${name} step ${m.step}/${steps} loss ${m.loss.toFixed(4)}`); } });
+    return path.join(out, `checkpoint-${steps}`, 'model');
+  };
+  log(`[3/6] cold start: SFT on answering from close-ups (${plan.sft.readingSteps} steps), then on grounding + answering + MGPO conversations (${plan.sft.steps} steps)`);
+  const readDir = plan.sft.readingSteps > 0 ? await sftStage('sft-reading', modelDir, trainSet.answer, plan.sft.readingSteps) : modelDir;
+  const coldDir = await sftStage('sft', readDir, sftFile, plan.sft.steps);
   stage('sft');
 
   // 4–5. MGPO and GRPO from the cold start, the same budget, answer reward only.

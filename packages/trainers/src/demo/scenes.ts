@@ -1,6 +1,8 @@
 // The generated high-resolution visual-search task of `fovea demo`: a large cluttered scene
 // (random shapes, colors and text fragments, drawn as one SVG and rendered by sharp) holding one
-// small yellow tile with a character on it; the question asks which character, multiple choice.
+// small yellow tile with a character on it (or, detail 'color', a small colored mark); the question
+// asks which character (or color), multiple choice. Optional 'map' background: each token cell of
+// the model's view has its own flat color, so where a thing is can be read off its pixels.
 //
 // Invariants:
 // - A scene is a pure function of (seed, options): same seed → identical RGB bytes and PNG.
@@ -48,10 +50,12 @@ export interface SceneOptions {
   /** Place the target inside one merged-token cell of the model frame (28 model px = 196 original
    *  px at the default scale), so the cell's box always contains the whole tile. Default false. */
   tileInCell?: boolean;
-  /** Background: 'plain' (one light tint; default) or 'gradient' (a light two-axis ramp: red rises
-   *  left to right, green top to bottom, blue fixed — every point's color says where it is, as the
-   *  sky and the ground do in a photograph; within the 'cool' palette's R + G − 2B ≤ 0). */
-  background?: 'plain' | 'gradient';
+  /** Background: 'plain' (one light tint; default) or 'map' (one flat color per 28-px cell of the
+   *  model frame: red steps with the cell's column, green with its row, blue fixed — every cell's
+   *  color says where it is, as sky and ground do in a photograph; within the 'cool' palette's
+   *  R + G − 2B ≤ 0). The map is what lets a tiny model trained from random weights learn to write
+   *  coordinates: M-RoPE alone did not teach it in minutes (benchmarks/RESULTS.md). */
+  background?: 'plain' | 'map';
 }
 
 export interface SceneTarget {
@@ -101,7 +105,7 @@ interface Resolved {
   width: number; height: number; maxPixels: number; minPixels: number; tileSizes: number[]; grid: number;
   shapes: number; texts: number; distractorTiles: number; numChoices: number; modelFrame: [number, number];
   detail: 'char' | 'color';
-  markFraction: number; palette: 'any' | 'cool'; tileInCell: boolean; cell: number; background: 'plain' | 'gradient';
+  markFraction: number; palette: 'any' | 'cool'; tileInCell: boolean; cell: number; background: 'plain' | 'map';
 }
 
 function count(v: number | undefined, dflt: number, name: string, max: number): number {
@@ -151,7 +155,7 @@ export function resolveSceneOptions(opts: SceneOptions = {}): Resolved {
     throw new Error(`generateScene: tileInCell needs a scene that is an integer multiple of the model frame and tiles of at most ${cell - 2 * grid} px (one ${FACTOR}-px cell of the model frame less a grid step on each side), got scale ${grid} and tiles up to ${tileSizes[tileSizes.length - 1]} px`);
   }
   const background = opts.background ?? 'plain';
-  if (background !== 'plain' && background !== 'gradient') throw new Error(`generateScene: background must be 'plain' or 'gradient', got ${JSON.stringify(opts.background)}`);
+  if (background !== 'plain' && background !== 'map') throw new Error(`generateScene: background must be 'plain' or 'map', got ${JSON.stringify(opts.background)}`);
   return {
     markFraction, palette, tileInCell, cell, background,
     detail, width, height, maxPixels, minPixels, tileSizes, grid, modelFrame, numChoices,
@@ -231,22 +235,21 @@ function tileSvg(x: number, y: number, size: number, char: string, fill: string,
     inner + '</g>';
 }
 
-/** Blocks per side of the 'gradient' background, and its ramps (8-bit channel values). */
-export const GRADIENT_BLOCKS = 56;
-export const GRADIENT_RAMP = { r: [150, 240], g: [150, 240], b: 240 } as const;
+/** The 'map' background's channel levels: red steps with the cell's column, green with its row. */
+export const MAP_RAMP = { r: [30, 220], g: [30, 220], b: 240 } as const;
 
-/** The 'gradient' background: GRADIENT_BLOCKS² flat blocks, red by column, green by row. */
-function gradientSvg(W: number, H: number): string {
-  const n = GRADIENT_BLOCKS, { r, g, b } = GRADIENT_RAMP;
+/** The 'map' background: one flat color per cell of the model frame's 28-px token grid (scaled to
+ *  the original: `nx` × `ny` cells), red by column, green by row, blue fixed. */
+function mapSvg(W: number, H: number, nx: number, ny: number): string {
+  const { r, g, b } = MAP_RAMP;
   const hex = (v: number) => Math.round(v).toString(16).padStart(2, '0');
+  const level = (lo: number, hi: number, i: number, n: number) => (n === 1 ? lo : lo + ((hi - lo) * i) / (n - 1));
   const parts: string[] = ['<g shape-rendering="crispEdges">'];
-  for (let j = 0; j < n; j++) {
-    const y0 = Math.round((j * H) / n), y1 = Math.round(((j + 1) * H) / n);
-    const gv = g[0] + ((g[1] - g[0]) * (j + 0.5)) / n;
-    for (let i = 0; i < n; i++) {
-      const x0 = Math.round((i * W) / n), x1 = Math.round(((i + 1) * W) / n);
-      const rv = r[0] + ((r[1] - r[0]) * (i + 0.5)) / n;
-      parts.push(`<rect x="${x0}" y="${y0}" width="${x1 - x0}" height="${y1 - y0}" fill="#${hex(rv)}${hex(gv)}${hex(b)}"/>`);
+  for (let j = 0; j < ny; j++) {
+    const y0 = Math.round((j * H) / ny), y1 = Math.round(((j + 1) * H) / ny);
+    for (let i = 0; i < nx; i++) {
+      const x0 = Math.round((i * W) / nx), x1 = Math.round(((i + 1) * W) / nx);
+      parts.push(`<rect x="${x0}" y="${y0}" width="${x1 - x0}" height="${y1 - y0}" fill="#${hex(level(r[0], r[1], i, nx))}${hex(level(g[0], g[1], j, ny))}${hex(b)}"/>`);
     }
   }
   parts.push('</g>');
@@ -281,7 +284,7 @@ export function sceneSpec(seed: number, opts: SceneOptions = {}): Omit<Scene, 'i
   const box: Box = [tx, ty, tx + size, ty + size];
   const layout = tileLayout(tx, ty, size);
 
-  const parts: string[] = [o.background === 'gradient' ? gradientSvg(W, H) : `<rect width="${W}" height="${H}" fill="${bg}"/>`];
+  const parts: string[] = [o.background === 'map' ? mapSvg(W, H, o.modelFrame[1] / FACTOR, o.modelFrame[0] / FACTOR) : `<rect width="${W}" height="${H}" fill="${bg}"/>`];
   for (let i = 0; i < o.shapes; i++) parts.push(shapeSvg(rng, W, H, o.palette));
   for (let i = 0; i < o.texts; i++) parts.push(textSvg(rng, W, H, o.palette));
   const distractors: Scene['distractors'] = [];
