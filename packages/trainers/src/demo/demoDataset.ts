@@ -19,7 +19,7 @@ import { MGPO_TEMPLATE, type MgpoTemplate, checkMgpoTemplate, formatQuestion } f
 import { type CropResult, boxContains, cropTool } from '../tools/crop.js';
 import { fillTemplate } from '../tools/types.js';
 import { deriveSeed, Rng } from './rng.js';
-import { type Box, DEMO_MAX_PIXELS, DEMO_MIN_PIXELS, type Scene, type SceneOptions, encodePng, generateScene } from './scenes.js';
+import { type Box, DEMO_MAX_PIXELS, DEMO_MIN_PIXELS, type Scene, type SceneOptions, encodePng, generateScene, overlaps } from './scenes.js';
 
 export type DemoSplit = 'train' | 'test';
 
@@ -171,7 +171,7 @@ export async function writeDemoDataset(dir: string, opts: DemoDatasetOptions): P
         const cx = 28 * rng.int(0, Math.floor(fw / 28) - 1), cy = 28 * rng.int(0, Math.floor(fh / 28) - 1);
         const miss = tool.crop(groundingAnswer([cx, cy, cx + 28, cy + 28]), input);
         const b = miss.boxOriginal;
-        if (miss.ok && b && (b[2] <= t[0] || b[0] >= t[2] || b[3] <= t[1] || b[1] >= t[3])) { shifted = miss; break; }
+        if (miss.ok && b && !overlaps(b, t, 0)) { shifted = miss; break; }
       }
     }
     if (!exact.ok || !boxContains(exact.boxOriginal!, scene.target.box)) {

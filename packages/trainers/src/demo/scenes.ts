@@ -256,7 +256,8 @@ function mapSvg(W: number, H: number, nx: number, ny: number): string {
   return parts.join('');
 }
 
-const overlaps = (a: Box, b: Box, margin: number) =>
+/** Whether boxes `a` and `b` (half-open pixel edges) overlap or come within `margin` px of each other. */
+export const overlaps = (a: Box, b: Box, margin: number) =>
   a[0] < b[2] + margin && b[0] < a[2] + margin && a[1] < b[3] + margin && b[1] < a[3] + margin;
 
 /** Draws the scene's SVG and its labels (no rendering; see generateScene). */
