@@ -51,7 +51,7 @@ describe('sft config', () => {
     const c = validateSftConfig(base, '/base');
     expect(c.model).toBe('/base/m');
     expect([c.device, c.dtype]).toEqual(['cpu', 'f32']);
-    expect(c.data).toEqual({ train: '/base/d.jsonl', shuffle: true, shuffleSeed: 0, allowOutside: false, maxTokens: 4096, maxRowsPerPack: null, minPixels: null, maxPixels: null });
+    expect(c.data).toEqual({ train: '/base/d.jsonl', shuffle: true, shuffleSeed: 0, allowOutside: false, maxTokens: 4096, maxRowsPerPack: null, minPixels: null, maxPixels: null, imageCacheMB: 1024 });
     expect(c.lora).toBeNull();
     expect(c.optim.gradAccumSteps).toBe(1);
     expect(c.optim.lr).toBe(1e-5);

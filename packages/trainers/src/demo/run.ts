@@ -16,7 +16,7 @@
 //      ones; and the reading diagnostic (readingProbe.ts);
 //   7. a table on stdout, summary.json and report.html (curves of both runs, test rollouts with
 //      their boxes drawn) in the run directory.
-// Budgets (DEMO_PLANS) are sized for a 2-core machine: full ≈ 7 min, quick ≈ 10 s (quick only
+// Budgets (DEMO_PLANS) are sized for a 2-core machine: full ≈ 6 min, quick ≈ 10 s (quick only
 // checks that everything runs; it is too short to learn). The measured outcome is in the README.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';

@@ -28,6 +28,8 @@ export interface SftConfig {
     /** At most this many conversations per pack (null: as many as fit in maxTokens). */
     maxRowsPerPack: number | null;
     minPixels: number | null; maxPixels: number | null;
+    /** Memory for decoded, resized images kept across epochs (MiB; 0: decode every time). */
+    imageCacheMB: number;
   };
   lora: SftLoraConfig | null;
   optim: {
@@ -58,6 +60,7 @@ const SCHEMA: Spec = {
       maxRowsPerPack: { t: 'int', min: 1, def: null, nullable: true },
       minPixels: { t: 'int', min: 1, def: null, nullable: true },
       maxPixels: { t: 'int', min: 1, def: null, nullable: true },
+      imageCacheMB: { t: 'int', min: 0, def: 1024 },
     } },
     lora: { t: 'obj', optional: true, fields: {
       r: { t: 'int', min: 1, def: 8 },

@@ -17,6 +17,7 @@ import {
   type ChatMessage, type GridThw, type PackedImages, type Qwen2_5_VLProcessor, expandImagePlaceholders, loadImage,
 } from '@fovea/models';
 import type { SftMessage } from './data.js';
+import type { ResizedImageCache } from './imageCache.js';
 
 const IMAGE_PAD = '<|image_pad|>';
 const IM_END = '<|im_end|>';
@@ -118,7 +119,11 @@ export function toChatMessages(messages: readonly SftMessage[]): ChatMessage[] {
   }));
 }
 
-export interface EncodeOptions { minPixels?: number; maxPixels?: number }
+export interface EncodeOptions {
+  minPixels?: number; maxPixels?: number;
+  /** Decoded, resized images kept across calls (imageCache.ts); the result is bit-identical. */
+  imageCache?: ResizedImageCache;
+}
 
 /** Loads and packs the images of a conversation, then encodes it (see the file comment). */
 export async function encodeExample(
@@ -129,8 +134,10 @@ export async function encodeExample(
   let packed: PackedImages | null = null;
   try {
     if (paths.length) {
-      const images = await Promise.all(paths.map((p) => loadImage(p)));
-      packed = await proc.imageProcessor.pack(images, { minPixels: opts.minPixels, maxPixels: opts.maxPixels });
+      const pixels = { minPixels: opts.minPixels, maxPixels: opts.maxPixels };
+      const cache = opts.imageCache;
+      const images = await Promise.all(paths.map((p) => (cache ? cache.get(p, proc.imageProcessor, pixels) : loadImage(p))));
+      packed = await proc.imageProcessor.pack(images, pixels);
     }
     const counts = packed ? packed.numImageTokens : [];
     const { inputIds, lossMask } = encodeConversation(proc, chat, counts);

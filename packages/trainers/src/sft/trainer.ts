@@ -10,6 +10,8 @@
 // (the iterator is rewound to it) and starts the next pack. A row longer than maxTokens alone, or one that fails to encode (an
 // unreadable image, a template that is not prefix-stable), is skipped with a warning (once per
 // row) and counted in the step's `skipped_in_step`; it never ends the run.
+// Images: decoded and resized once and kept for later epochs (imageCache.ts, data.imageCacheMB;
+// the packed pixels are bit-identical to decoding again).
 // Resume: a verified checkpoint in output/ continues after its step with the model (or the
 // adapter on the base model), optimizer, scheduler, data position and dropout generator restored
 // and the metrics log cut back to that step. Everything in a step is a function of the restored
@@ -21,6 +23,7 @@ import { Qwen2_5_VL, Qwen2_5_VLProcessor } from '@fovea/models';
 import type { SftConfig } from './config.js';
 import { type SftRow, loadSftDataset } from './data.js';
 import { type SftExample, encodeExample } from './encode.js';
+import { ResizedImageCache } from './imageCache.js';
 import { buildSftBatch, sftLoss } from './pack.js';
 import { copyModelSideFiles } from '../checkpoint/modelFiles.js';
 import { loadOptimizerState, optimizerTensors } from '../train/optimizerState.js';
@@ -140,6 +143,7 @@ export async function sft(config: SftConfig, opts: SftOptions = {}): Promise<Sft
 
     const maxTokens = config.data.maxTokens, maxRows = config.data.maxRowsPerPack ?? Infinity;
     const pixels = { ...(config.data.minPixels != null ? { minPixels: config.data.minPixels } : {}), ...(config.data.maxPixels != null ? { maxPixels: config.data.maxPixels } : {}) };
+    const imageCache = new ResizedImageCache(config.data.imageCacheMB * 2 ** 20);
     const rejected = new Set<number>();
     let pending: { rowIndex: number; ex: SftExample } | null = null;
     let skippedInStep = 0;
@@ -158,7 +162,7 @@ export async function sft(config: SftConfig, opts: SftOptions = {}): Promise<Sft
         pending = null;
         if (!ex && !rejected.has(rowIndex)) {
           try {
-            ex = await encodeExample(proc, row.id, row.messages, pixels);
+            ex = await encodeExample(proc, row.id, row.messages, { ...pixels, imageCache });
             if (ex.inputIds.length > maxTokens) { reject(rowIndex, row, `the conversation is ${ex.inputIds.length} tokens, more than data.maxTokens (${maxTokens})`); ex = null; }
           } catch (e) {
             reject(rowIndex, row, (e as Error).message);
