@@ -54,7 +54,7 @@ Commands:
   demo [--quick] [--out DIR] [--seed N]
                             The main job at small scale: generate a visual-search task, write a
                             tiny Qwen2.5-VL, cold-start it (SFT), train MGPO and a GRPO baseline
-                            with the same budget, and evaluate them greedily (≈6 min on 2 cores;
+                            with the same budget, and evaluate them greedily (≈8 min on 2 cores;
                             --quick ≈10 s and too short to learn). Prints a table; writes
                             report.html and summary.json in DIR (default ./fovea-demo).
   doctor                    Check the native engine: addon, CPU features, CUDA sidecar and devices.

@@ -69,9 +69,13 @@ describe('fovea demo --quick', () => {
     expect(existsSync(join(out, 'sft', `checkpoint-${s.plan.sft.steps}`, 'model', 'model.safetensors'))).toBe(true);
     expect(readMetrics(join(out, 'sft-reading', 'metrics.jsonl')).records).toHaveLength(s.plan.sft.readingSteps);
     expect(existsSync(join(out, 'model', 'tokenizer.json'))).toBe(true);
-    // The cold start's SFT data: the train split's grounding, answering and MGPO-transcript sets, one row each per scene.
+    // The cold start's SFT data: the train split's grounding, answering (answerRepeat times) and
+    // MGPO-transcript sets, one row each per scene.
     const sftRows = readFileSync(join(out, 'data', 'train_sft.jsonl'), 'utf8').trim().split('\n');
-    expect(sftRows).toHaveLength(3 * s.plan.trainScenes);
+    const answerRows = readFileSync(join(out, 'data', 'train_answer.jsonl'), 'utf8').trim().split('\n');
+    expect(s.plan.sft.answerRepeat).toBe(2);
+    expect(sftRows).toHaveLength((2 + s.plan.sft.answerRepeat) * s.plan.trainScenes);
+    expect(sftRows.filter((r) => r === answerRows[0])).toHaveLength(s.plan.sft.answerRepeat);
   }, 300_000);
 
   it('rejects bad arguments clearly', async () => {
@@ -95,4 +99,13 @@ describe('demo plan checks', () => {
     const out = join(tmp, 'tight');
     await expect(runDemo({ quick: true, out, plan: { rl: { ...DEMO_PLANS.quick.rl, maxNewTokens: 20 } } })).rejects.toThrow(/rl\.maxNewTokens 20 cannot hold a box answer \(\d+ tokens/);
   }, 120_000);
+
+  it('refuses an answerRepeat outside [1, 16] before doing any work', async () => {
+    const { runDemo, DEMO_PLANS } = await import('../src/demo/run.js');
+    for (const answerRepeat of [0, 1.5, 17]) {
+      const out = join(tmp, `repeat-${answerRepeat}`);
+      await expect(runDemo({ quick: true, out, plan: { sft: { ...DEMO_PLANS.quick.sft, answerRepeat } } })).rejects.toThrow(`sft.answerRepeat must be an integer in [1, 16], got ${answerRepeat}`);
+      expect(existsSync(join(out, 'data'))).toBe(false);
+    }
+  });
 });

@@ -8,7 +8,7 @@
 //      conversations; the test rows' hidden boxes are only used to measure IoU and the reading
 //      diagnostic, never by a reward;
 //   2. model: a tiny Qwen2.5-VL written as an HF directory and loaded like a real checkpoint;
-//   3. cold start: SFT on the answering set alone, then on grounding + answering + MGPO conversations;
+//   3. cold start: SFT on the answering set alone, then on grounding + answering (twice) + MGPO conversations;
 //   4. MGPO from the cold-start model, binary answer reward only (two turns: box → crop → answer);
 //   5. GRPO from the same model with the same budget (one turn, no crop);
 //   6. greedy evaluation on the test split: cold start (both modes), MGPO, GRPO — accuracy, the
@@ -16,7 +16,7 @@
 //      ones; and the reading diagnostic (readingProbe.ts);
 //   7. a table on stdout, summary.json and report.html (curves of both runs, test rollouts with
 //      their boxes drawn) in the run directory.
-// Budgets (DEMO_PLANS) are sized for a 2-core machine: full ≈ 6 min, quick ≈ 10 s (quick only
+// Budgets (DEMO_PLANS) are sized for a 2-core machine: full ≈ 8 min, quick ≈ 10 s (quick only
 // checks that everything runs; it is too short to learn). The measured outcome is in the README.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -65,8 +65,10 @@ export interface DemoPlan {
   missRate: number;
   model: TinyModelOptions;
   /** Cold start in two stages: `readingSteps` on the answering set alone (reading the mark from a
-   *  close-up; mixed with the rest from the start, it was not learned), then `steps` on everything. */
-  sft: { readingSteps: number; steps: number; lr: number; maxTokens: number; warmupSteps: number };
+   *  close-up; mixed with the rest from the start, it was not learned), then `steps` on everything,
+   *  with the answering set `answerRepeat` times in the mix (once, reading slipped to 0.72 by the
+   *  time the tiles were located, at 2,000 steps). */
+  sft: { readingSteps: number; steps: number; answerRepeat: number; lr: number; maxTokens: number; warmupSteps: number };
   /** beta: KL to the cold-start model (keeps a near-chance policy from drifting into garbage). */
   rl: { steps: number; G: number; promptsPerStep: number; lr: number; maxNewTokens: number; temperature: number; beta: number };
 }
@@ -80,13 +82,13 @@ export const DEMO_PLANS: Record<'full' | 'quick', DemoPlan> = {
   full: {
     trainScenes: 400, testScenes: 100, detail: 'color', closeUpJitter: 3, scene: DEMO_SCENE, missRate: 0.1,
     model: { hidden: 128, layers: 2, heads: 4, kvHeads: 2, intermediate: 256, visionHidden: 64, visionDepth: 2, visionHeads: 4, visionIntermediate: 128 },
-    sft: { readingSteps: 500, steps: 1000, lr: 1e-3, maxTokens: 1536, warmupSteps: 30 },
+    sft: { readingSteps: 500, steps: 2000, answerRepeat: 2, lr: 1e-3, maxTokens: 1536, warmupSteps: 30 },
     rl: { steps: 50, G: 8, promptsPerStep: 4, lr: 5e-5, maxNewTokens: 48, temperature: 1, beta: 0.02 },
   },
   quick: {
     trainScenes: 12, testScenes: 6, detail: 'color', closeUpJitter: 3, scene: DEMO_SCENE, missRate: 0.1,
     model: { hidden: 64, layers: 1, heads: 2, kvHeads: 1, intermediate: 128, visionHidden: 32, visionDepth: 1, visionHeads: 2, visionIntermediate: 64 },
-    sft: { readingSteps: 2, steps: 4, lr: 1e-3, maxTokens: 1024, warmupSteps: 1 },
+    sft: { readingSteps: 2, steps: 4, answerRepeat: 2, lr: 1e-3, maxTokens: 1024, warmupSteps: 1 },
     rl: { steps: 2, G: 2, promptsPerStep: 1, lr: 3e-5, maxNewTokens: 48, temperature: 1, beta: 0.04 },
   },
 };
@@ -180,6 +182,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoSummary> {
   const plan: DemoPlan = { ...base, ...opts.plan };
   const seed = opts.seed ?? 1;
   if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`fovea demo: seed must be a non-negative integer, got ${seed}`);
+  const repeat = plan.sft.answerRepeat;
+  if (!Number.isInteger(repeat) || repeat < 1 || repeat > 16) throw new Error(`fovea demo: sft.answerRepeat must be an integer in [1, 16], got ${repeat}`);
   const runDir = path.resolve(opts.out ?? (quick ? 'fovea-demo-quick' : 'fovea-demo'));
   const log = opts.log ?? (() => {});
   mkdirSync(runDir, { recursive: true });
@@ -202,7 +206,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoSummary> {
   const sftFile = path.join(dataDir, 'train_sft.jsonl');
   // Grounding, standalone answering, and whole MGPO conversations (turn 2 answered in the context of
   // turn 1's box: without them the cold start wrote another box in turn 2).
-  writeFileSync(sftFile, [trainSet.grounding, trainSet.answer, trainSet.mgpo].map((f) => readFileSync(f, 'utf8')).join(''));
+  writeFileSync(sftFile, [trainSet.grounding, ...Array<string>(plan.sft.answerRepeat).fill(trainSet.answer), trainSet.mgpo].map((f) => readFileSync(f, 'utf8')).join(''));
   stage('data');
 
   // 2. The tiny model.
@@ -224,7 +228,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoSummary> {
     }), { onStep: (m) => { if (m.step % 25 === 0 || m.step === steps) log(`  ${name} step ${m.step}/${steps} loss ${m.loss.toFixed(4)}`); } });
     return path.join(out, `checkpoint-${steps}`, 'model');
   };
-  log(`[3/6] cold start: SFT on answering from close-ups (${plan.sft.readingSteps} steps), then on grounding + answering + MGPO conversations (${plan.sft.steps} steps)`);
+  log(`[3/6] cold start: SFT on answering from close-ups (${plan.sft.readingSteps} steps), then on grounding + answering (×${plan.sft.answerRepeat}) + MGPO conversations (${plan.sft.steps} steps)`);
   const readDir = plan.sft.readingSteps > 0 ? await sftStage('sft-reading', modelDir, trainSet.answer, plan.sft.readingSteps) : modelDir;
   const coldDir = await sftStage('sft', readDir, sftFile, plan.sft.steps);
   stage('sft');
