@@ -150,16 +150,20 @@ export class ImageProcessor {
     if (images.length === 0) throw new Error('pack: no images given; expected at least one image');
   }
 
+  /** The image as pack() resizes it under opts (its targetSize, Pillow-exact bicubic); the same
+   *  object when it already has that size. */
+  resize(img: RgbImage, opts: PackOptions = {}): RgbImage {
+    const [h, w] = this.targetSize(img.height, img.width, opts);
+    return h === img.height && w === img.width ? img : resizeBicubic(img, h, w);
+  }
+
   private resizeOne(img: RgbImage, name: string, opts: PackOptions) {
-    let size: [number, number];
     try {
-      size = this.targetSize(img.height, img.width, opts);
+      this.targetSize(img.height, img.width, opts);
     } catch (err) {
       throw new Error(`pack: image ${name}: ${(err as Error).message}`);
     }
-    const original: [number, number] = [img.height, img.width];
-    const image = size[0] === img.height && size[1] === img.width ? img : resizeBicubic(img, size[0], size[1]);
-    return { image, original };
+    return { image: this.resize(img, opts), original: [img.height, img.width] as [number, number] };
   }
 
   private packResized(images: RgbImage[], originalSizes: [number, number][]): PackedImages {

@@ -9,7 +9,7 @@
 // it stores (targetSize of the target size is the target size) and otherwise keeps the original.
 // Keys are (path, minPixels, maxPixels). Least recently used entries are dropped once the stored
 // bytes pass maxBytes; an image larger than maxBytes on its own is returned without being stored.
-import { type ImageProcessor, type RgbImage, loadImage, resizeBicubic } from '@fovea/models';
+import { type ImageProcessor, type RgbImage, loadImage } from '@fovea/models';
 
 export interface ImageCacheStats { hits: number; misses: number; bytes: number; entries: number; evictions: number }
 
@@ -40,13 +40,9 @@ export class ResizedImageCache {
     this.misses++;
     const load = (async () => {
       const original = await loadImage(path);
-      const [h, w] = processor.targetSize(original.height, original.width, opts);
-      let image = original;
-      if (h !== original.height || w !== original.width) {
-        const [h2, w2] = processor.targetSize(h, w, opts);
-        if (h2 === h && w2 === w) image = resizeBicubic(original, h, w);
-      }
-      return image;
+      const image = processor.resize(original, opts);
+      const [h, w] = processor.targetSize(image.height, image.width, opts);
+      return h === image.height && w === image.width ? image : original;   // pack() must not resize it again
     })();
     if (this.maxBytes === 0) return load;
     this.pending.set(key, load);
